@@ -1,0 +1,78 @@
+"""Small I/O helpers shared by every writer: atomic files and the cache dir."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from lamina.errors import OutputError
+
+
+def cache_dir() -> Path:
+    """lamina's cache directory.
+
+    ``$LAMINA_CACHE`` if set, else ``$XDG_CACHE_HOME/lamina``, else
+    ``~/.cache/lamina``. Not created here.
+    """
+    env = os.environ.get("LAMINA_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "lamina"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary file lives in the same directory (so the final rename is
+    atomic on POSIX) and is removed if the body raises, so a failure never
+    leaves a half-written ``path``.
+    """
+    final = Path(path)
+    parent = final.parent if str(final.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"cannot write {final}: {parent} is a file, not a directory.")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the directory {parent}: {exc.strerror}.") from exc
+    if final.is_dir():
+        raise OutputError(f"cannot write {final}: it is a directory; give a file name.")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs) -> Iterator[IO]:
+    """``open()`` a temporary file beside ``path`` and rename it onto ``path`` on success."""
+    if mode not in ("w", "wb"):
+        raise ValueError("atomic_open only writes ('w' or 'wb')")
+    if mode == "w":
+        kwargs.setdefault("encoding", "utf-8")
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
