@@ -1,0 +1,148 @@
+"""Which token positions are fed to the model, in which windows, and which are scored.
+
+The text is one token stream ``tokens[0:N]``. The token at position ``p`` is
+*scored* by reading the model's logits at ``p`` and comparing them with its
+target ``tokens[p + 1]``; only positions ``0 .. N - 2`` have a target. A window
+feeds the model the contiguous positions ``[start, stop)``; its scored positions
+``[score_from, stop)`` are always a suffix of it (so a window never feeds tokens
+after its last scored position), and a scored token's left context is
+``p - start`` tokens (plus a BOS token when one is prepended).
+
+Modes:
+
+``middle``
+    the reference study: one window of ``W`` tokens starting at ``N // 2``,
+    every position scored; targets come from the whole stream, so the
+    window's last position is scored against the token after the window (and
+    dropped only when the text ends there).
+``all``
+    windows of ``W`` tokens every ``S`` tokens cover the stream; every
+    position with a target is scored exactly once, from the window in which it
+    has the most left context: the first window scores all its positions, each
+    later window only its last ``S`` (the last window is moved back to end at
+    the stream's last scorable position, so it scores only what is left and
+    every window has ``W`` tokens).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from lamina.errors import CaptureError, InputError
+
+WINDOW_MODES = ("all", "middle")
+DEFAULT_WINDOW = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One forward pass's slice of the token stream (positions are stream indices).
+
+    ``start``/``stop``: the positions fed to the model, ``[start, stop)``.
+    ``score_from``: the first scored position; ``[score_from, stop)`` are scored.
+    """
+
+    index: int
+    start: int
+    stop: int
+    score_from: int
+
+    @property
+    def length(self) -> int:
+        """Number of text tokens fed to the model."""
+        return self.stop - self.start
+
+    @property
+    def n_scored(self) -> int:
+        """Number of scored positions (a suffix of the window)."""
+        return self.stop - self.score_from
+
+
+def default_window(context_length: int | None, bos: bool = False) -> int:
+    """``min(context, 1024)`` text tokens, one fewer when a BOS token takes a context slot."""
+    window = DEFAULT_WINDOW if context_length is None else min(context_length, DEFAULT_WINDOW)
+    if bos and context_length is not None and window + 1 > context_length:
+        window -= 1
+    return window
+
+
+def plan_windows(
+    n_tokens: int,
+    mode: str = "all",
+    window: int = DEFAULT_WINDOW,
+    stride: int | None = None,
+    max_tokens: int | None = None,
+) -> list[Window]:
+    """Windows over a stream of ``n_tokens`` tokens (see the module docstring).
+
+    ``window`` (W) and ``stride`` (S, default ``W // 2``; used by ``all`` only)
+    count tokens; ``max_tokens`` caps the number of scored positions (the first
+    ones in stream order). Raises :class:`InputError` for a text shorter than two
+    tokens or options that cannot be used.
+    """
+    if mode not in WINDOW_MODES:
+        raise InputError(f"unknown window mode {mode!r}; use 'all' or 'middle'.")
+    if not isinstance(window, int) or window < 1:
+        raise InputError(f"window {window!r} must be a positive number of tokens.")
+    if stride is None:
+        stride = max(1, window // 2)
+    if not isinstance(stride, int) or stride < 1:
+        raise InputError(f"stride {stride!r} must be a positive number of tokens.")
+    if stride > window:
+        raise InputError(
+            f"stride {stride} is longer than the window {window}, which would leave tokens "
+            "unscored; use a stride of at most the window."
+        )
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise InputError(f"max_tokens {max_tokens!r} must be a positive number of tokens.")
+    if n_tokens < 2:
+        raise InputError(
+            f"the text has {n_tokens} token{'s' if n_tokens != 1 else ''}, but scoring needs "
+            "at least two (a token and its target); give a longer text."
+        )
+    last = n_tokens - 1  # positions [0, last) have a target
+
+    if mode == "middle":
+        start = n_tokens // 2
+        stop = min(start + window, last)
+        if stop <= start:
+            raise InputError(
+                f"the text has {n_tokens} tokens, too few for a middle window; give a longer text."
+            )
+        windows = [Window(0, start, stop, start)]
+    else:
+        windows = []
+        start, scored_to = 0, 0
+        while scored_to < last:
+            stop = min(start + window, last)
+            begin = max(stop - window, 0)
+            windows.append(Window(len(windows), begin, stop, scored_to))
+            scored_to = stop
+            start += stride
+    return _cap(windows, max_tokens) if max_tokens is not None else windows
+
+
+def _cap(windows: list[Window], max_tokens: int) -> list[Window]:
+    capped: list[Window] = []
+    left = max_tokens
+    for w in windows:
+        if left <= 0:
+            break
+        if w.n_scored > left:
+            w = dataclasses.replace(w, stop=w.score_from + left)
+        capped.append(w)
+        left -= w.n_scored
+    return capped
+
+
+def check_window_fits(window: int, context_length: int | None, bos: bool) -> None:
+    """Raise :class:`CaptureError` if ``window`` tokens (plus BOS) exceed the model's context."""
+    if context_length is None:
+        return
+    needed = window + (1 if bos else 0)
+    if needed > context_length:
+        fits = context_length - (1 if bos else 0)
+        raise CaptureError(
+            f"a window of {window} tokens{' plus BOS' if bos else ''} is longer than the "
+            f"model's context of {context_length} tokens; pass a window of at most {fits}."
+        )

@@ -1,0 +1,206 @@
+"""The token table: one Parquet file, one row per scored token (see docs/token-table.md).
+
+Columns, in order:
+
+==================  ========  ==============================================================
+``text_pos``        int64     index in the text's token stream of the token whose logits are read
+``window``          int32     index of the window (forward pass) that scored it
+``ctx_pos``         int32     text tokens of left context inside that window
+``token_id``        int32     the token at ``text_pos``
+``target_id``       int32     the token at ``text_pos + 1`` (what the model should predict)
+``correct``         bool      ``argmax(logits) == target_id``
+``target_rank``     int32     vocabulary entries with a logit strictly above the target's (0 = top-1)
+``target_logprob``  float32   log-probability of the target, nats
+``entropy``         float32   entropy of the next-token distribution, nats
+``target_chars``    int16     characters in the decoded target token
+``{site}.{layer}``  float32   raw L2 norm of what ``layer`` writes at ``site`` (e.g. ``attn_out.0``)
+==================  ========  ==============================================================
+
+Per-head columns are ``attn_head.{layer}.{head}``. The schema metadata key
+``lamina`` holds a JSON object describing the model, the text, the windows and
+the sites.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lamina._io import atomic_path
+from lamina.errors import TableError
+
+METADATA_KEY = "lamina"
+FORMAT_VERSION = 1
+
+SCORE_SCHEMA = pa.schema(
+    [
+        ("text_pos", pa.int64()),
+        ("window", pa.int32()),
+        ("ctx_pos", pa.int32()),
+        ("token_id", pa.int32()),
+        ("target_id", pa.int32()),
+        ("correct", pa.bool_()),
+        ("target_rank", pa.int32()),
+        ("target_logprob", pa.float32()),
+        ("entropy", pa.float32()),
+        ("target_chars", pa.int16()),
+    ]
+)
+"""The per-token columns that precede the site columns, with their types."""
+
+SCORE_COLUMNS: tuple[str, ...] = tuple(SCORE_SCHEMA.names)
+
+_SITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def site_column(site: str, layer: int, head: int | None = None) -> str:
+    """Column name of ``site`` at ``layer`` (and ``head`` for ``attn_head``): ``attn_out.3``."""
+    return f"{site}.{layer}" if head is None else f"{site}.{layer}.{head}"
+
+
+def parse_site_column(name: str) -> tuple[str, int, int | None] | None:
+    """``(site, layer, head)`` of a site column name, or None for any other column."""
+    parts = name.split(".")
+    if len(parts) not in (2, 3) or not _SITE_NAME.match(parts[0]):
+        return None
+    if not all(part.isdigit() for part in parts[1:]):
+        return None
+    head = int(parts[2]) if len(parts) == 3 else None
+    return parts[0], int(parts[1]), head
+
+
+def site_layers(table: pa.Table, site: str) -> list[int]:
+    """Layers present for ``site`` (for ``attn_head``: layers with any head), ascending."""
+    layers = set()
+    for name in table.column_names:
+        parsed = parse_site_column(name)
+        if parsed is not None and parsed[0] == site:
+            layers.add(parsed[1])
+    return sorted(layers)
+
+
+def table_sites(table: pa.Table) -> list[str]:
+    """Sites with at least one column, in column order."""
+    seen: dict[str, None] = {}
+    for name in table.column_names:
+        parsed = parse_site_column(name)
+        if parsed is not None:
+            seen.setdefault(parsed[0], None)
+    return list(seen)
+
+
+def layer_matrix(table: pa.Table, site: str) -> np.ndarray:
+    """Raw norms of ``site`` as a ``(n_tokens, n_layers)`` float32 array, layers ascending.
+
+    Per-head norms are read with :func:`head_matrix`. Raises :class:`TableError`
+    if the table has no column for ``site``.
+    """
+    columns = []
+    for name in table.column_names:
+        parsed = parse_site_column(name)
+        if parsed is not None and parsed[0] == site and parsed[2] is None:
+            columns.append((parsed[1], name))
+    if not columns:
+        hint = (
+            "read per-head norms with head_matrix(table, layer)"
+            if site_layers(table, site)
+            else f"sites in this table: {', '.join(table_sites(table)) or 'none'}"
+        )
+        raise TableError(f"the token table has no per-layer column for site {site!r}; {hint}.")
+    columns.sort()
+    return _stack(table, [name for _, name in columns])
+
+
+def head_matrix(table: pa.Table, layer: int) -> np.ndarray:
+    """Raw per-head norms of ``attn_head`` at ``layer`` as ``(n_tokens, n_heads)`` float32."""
+    columns = []
+    for name in table.column_names:
+        parsed = parse_site_column(name)
+        if parsed is not None and parsed[0] == "attn_head" and parsed[1] == layer:
+            columns.append((parsed[2], name))
+    if not columns:
+        raise TableError(
+            f"the token table has no attn_head column for layer {layer}; extract with "
+            "--sites attn_head."
+        )
+    columns.sort()
+    return _stack(table, [name for _, name in columns])
+
+
+def _stack(table: pa.Table, names: list[str]) -> np.ndarray:
+    out = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        out[:, j] = table.column(name).to_numpy()
+    return out
+
+
+def build_table(columns: dict[str, np.ndarray], metadata: dict) -> pa.Table:
+    """A token table from column arrays (score columns first) and the ``lamina`` metadata.
+
+    Score columns are cast to their schema types; every other column is float32.
+    """
+    fields = []
+    arrays = []
+    for name in SCORE_COLUMNS:
+        if name not in columns:
+            raise ValueError(f"missing score column {name}")
+        field = SCORE_SCHEMA.field(name)
+        fields.append(field)
+        arrays.append(pa.array(np.asarray(columns[name]), type=field.type))
+    for name, values in columns.items():
+        if name in SCORE_COLUMNS:
+            continue
+        if parse_site_column(name) is None:
+            raise ValueError(f"not a site column name: {name}")
+        fields.append(pa.field(name, pa.float32()))
+        arrays.append(pa.array(np.asarray(values, dtype=np.float32), type=pa.float32()))
+    schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(metadata, sort_keys=False)})
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def table_metadata(table: pa.Table) -> dict:
+    """The ``lamina`` metadata object of a token table; :class:`TableError` if absent."""
+    raw = (table.schema.metadata or {}).get(METADATA_KEY.encode())
+    if raw is None:
+        raise TableError(
+            "this Parquet file has no lamina metadata; it was not written by `lamina extract`."
+        )
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise TableError(f"the token table's lamina metadata is not valid JSON ({exc}).") from exc
+
+
+def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
+    """Write a token table to ``path`` as Parquet, atomically (temporary name, then rename)."""
+    table_metadata(table)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+
+
+def read_table(path: str | os.PathLike[str]) -> pa.Table:
+    """Read a token table; :class:`TableError` if the file is missing or not a token table."""
+    if not os.path.exists(path):
+        raise TableError(
+            f"no token table at {path}; create one with `lamina extract --out {path}`."
+        )
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise TableError(f"{path} is not a readable Parquet file ({exc}).") from exc
+    metadata = table_metadata(table)
+    missing = [name for name in SCORE_COLUMNS if name not in table.column_names]
+    if missing:
+        raise TableError(f"{path} lacks the token-table columns {', '.join(missing)}.")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise TableError(
+            f"{path} has token-table format version {version!r}; this lamina reads "
+            f"version {FORMAT_VERSION}; re-create it with `lamina extract`."
+        )
+    return table
