@@ -1,0 +1,214 @@
+"""`lamina run` on its defaults against the reference notebook's own computation.
+
+Both run the same study (embedded SmolLM2-135M-Instruct, Alice, the middle
+1024-token window, attention-output norms, 30 layers, 1000 permutations) on
+the same machine, interleaved, ``--repeats`` times each; the table reports
+medians. Three numbers per side:
+
+* end to end: a fresh process from start to the last file written
+  (``lamina run --no-reuse`` vs ``benchmarks/notebook_study.py``, whose two
+  permutation loops run ``--notebook-permutations`` times and are scaled to
+  1000: every permutation costs the same);
+* after the forward pass: Parts 2-6 with figures and report. lamina:
+  ``analyze_table`` + ``write_outputs`` in a fresh process that has imported
+  torch and transformers; "as in run" after ``lamina.study.prewarm()`` (which
+  ``lamina run`` runs in a thread while the model loads, so scipy's and
+  matplotlib's imports overlap the load), "cold" without it (imports counted),
+  "warm" on later calls. Notebook: its Parts 2-6 cells, loops scaled;
+* model load and forward pass, as each side reports them.
+
+Nothing is asserted; the JSON goes to ``benchmarks/results/bench_study.json``::
+
+    .venv/bin/python benchmarks/bench_study.py --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results" / "bench_study.json"
+VENV_BIN = Path(sys.executable).parent
+
+
+def machine() -> dict:
+    import numpy
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+    }
+
+
+def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, done.stdout
+
+
+def run_notebook(permutations: int) -> dict:
+    wall, out = _timed(
+        [sys.executable, "benchmarks/notebook_study.py", "--permutations", str(permutations)]
+    )
+    timings = json.loads(out.strip().splitlines()[-1])
+    scale = 1000 / permutations
+    loops = timings["permutation_loops_measured"]
+    timings["wall_scaled"] = wall + loops * (scale - 1)
+    timings["wall_measured"] = wall
+    return timings
+
+
+def run_lamina(out_dir: Path) -> dict:
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
+    wall, _ = _timed(
+        [str(VENV_BIN / "lamina"), "run", "--out", str(out_dir), "--no-reuse", "--no-progress"],
+        env=env,
+    )
+    return {"wall": wall}
+
+
+ANALYSIS_SNIPPET = """
+import json, sys, tempfile, time
+import torch, transformers  # already imported by `lamina run` when its analysis starts
+from lamina.capture import extract  # noqa: F401
+from lamina.table import read_table
+from lamina.study import StudyOptions, analyze_table, prewarm, write_outputs
+table = read_table(sys.argv[1])
+if sys.argv[3] == "prewarmed":
+    prewarm().join()  # `lamina run` does this while the model loads
+seconds = []
+for _ in range(int(sys.argv[2])):
+    with tempfile.TemporaryDirectory() as out:
+        t = time.perf_counter()
+        result = analyze_table(table, StudyOptions(), table_path="tokens.parquet")
+        t_analysis = time.perf_counter() - t
+        write_outputs(result, out)
+        seconds.append((time.perf_counter() - t, t_analysis))
+print(json.dumps(seconds))
+"""
+
+
+def run_analysis(table: Path, repeats: int) -> dict:
+    """Seconds of analyze_table + write_outputs in fresh processes.
+
+    ``as_in_run``: first call after ``prewarm()`` (the state ``lamina run`` is in
+    when its forward pass ends); ``cold``: first call with nothing imported
+    beyond torch and transformers; ``warm``: later calls in the same process.
+    """
+    results = {}
+    for mode in ("prewarmed", "cold"):
+        _, out = _timed([sys.executable, "-c", ANALYSIS_SNIPPET, str(table), str(repeats), mode])
+        results[mode] = json.loads(out.strip().splitlines()[-1])
+    return {
+        "as_in_run": results["prewarmed"][0][0],
+        "as_in_run_analysis_only": results["prewarmed"][0][1],
+        "cold": results["cold"][0][0],
+        "cold_analysis_only": results["cold"][0][1],
+        "warm": [s[0] for s in results["prewarmed"][1:]],
+        "warm_analysis_only": [s[1] for s in results["prewarmed"][1:]],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--notebook-permutations", type=int, default=10)
+    args = parser.parse_args()
+
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # One untimed run: builds the embedded model's safetensors cache if missing.
+        _timed(
+            [str(VENV_BIN / "lamina"), "run", "--out", str(Path(tmp) / "warmup"), "--no-progress"]
+        )
+        for i in range(args.repeats):
+            notebook = run_notebook(args.notebook_permutations)
+            lamina = run_lamina(Path(tmp) / f"run{i}")
+            analysis = run_analysis(Path(tmp) / f"run{i}" / "tokens.parquet", 3)
+            rounds.append({"notebook": notebook, "lamina": lamina, "analysis": analysis})
+            print(
+                f"round {i + 1}: notebook {notebook['wall_scaled']:.1f} s end to end "
+                f"(parts 2-6 {notebook['parts_2_6']:.1f} s), lamina run {lamina['wall']:.1f} s "
+                f"(after forward {analysis['as_in_run']:.2f} s as in a run, "
+                f"{analysis['cold']:.2f} s cold)",
+                file=sys.stderr,
+            )
+
+    med = statistics.median
+    nb_e2e = med(r["notebook"]["wall_scaled"] for r in rounds)
+    nb_parts = med(r["notebook"]["parts_2_6"] for r in rounds)
+    nb_load = med(r["notebook"]["load"] for r in rounds)
+    nb_forward = med(r["notebook"]["forward"] for r in rounds)
+    la_e2e = med(r["lamina"]["wall"] for r in rounds)
+    la_after_run = med(r["analysis"]["as_in_run"] for r in rounds)
+    la_after_cold = med(r["analysis"]["cold"] for r in rounds)
+    la_after_warm = med(s for r in rounds for s in r["analysis"]["warm"])
+    summary = {
+        "notebook_end_to_end_s": nb_e2e,
+        "notebook_load_s": nb_load,
+        "notebook_forward_s": nb_forward,
+        "notebook_parts_2_6_s": nb_parts,
+        "lamina_run_end_to_end_s": la_e2e,
+        "lamina_after_forward_as_in_run_s": la_after_run,
+        "lamina_after_forward_cold_s": la_after_cold,
+        "lamina_after_forward_warm_s": la_after_warm,
+        "speedup_end_to_end": nb_e2e / la_e2e,
+        "speedup_after_forward_as_in_run": nb_parts / la_after_run,
+        "speedup_after_forward_cold": nb_parts / la_after_cold,
+        "speedup_after_forward_warm": nb_parts / la_after_warm,
+    }
+    rows = [
+        ("end to end (fresh process)", nb_e2e, la_e2e),
+        ("Parts 2-6, figures, report (as in run)", nb_parts, la_after_run),
+        ("Parts 2-6, figures, report (cold)", nb_parts, la_after_cold),
+        ("Parts 2-6, figures, report (warm)", nb_parts, la_after_warm),
+    ]
+    print(f"{'stage':<36} {'notebook s':>11} {'lamina s':>10} {'speed-up':>9}")
+    for name, nb, la in rows:
+        print(f"{name:<36} {nb:>11.2f} {la:>10.2f} {nb / la:>8.1f}x")
+    print(f"notebook model load {nb_load:.1f} s, forward {nb_forward:.1f} s (medians)")
+    report = {
+        "benchmark": "bench_study",
+        "machine": machine(),
+        "repeats": args.repeats,
+        "notebook_permutations_measured": args.notebook_permutations,
+        "summary": summary,
+        "rounds": rounds,
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n")
+    os.replace(tmp, RESULTS)
+    print(f"written {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Figures, report and output files written by the study (synthetic token tables)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from lamina.errors import OutputError
+from lamina.report.figures import DPI, FIGURE_NAMES, FIGURE_SIZES, render_figures
+from lamina.report.html import render_report
+from lamina.study import (
+    StudyOptions,
+    analyze_table,
+    dumps_results,
+    load_results,
+    rebuild_report,
+    write_outputs,
+)
+from study.token_tables import separated_norms, token_table
+
+OPTIONS = StudyOptions(layer=2, permutations=99, diagnostic_permutations=49, sweep_bins=(8, 14))
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == PNG_SIGNATURE
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+@pytest.fixture(scope="module")
+def result():
+    correct, norms = separated_norms(n_tokens=400, n_layers=6, shift_layers=(2, 4))
+    return analyze_table(token_table(correct, norms), OPTIONS, created="2000-01-01T00:00:00Z")
+
+
+@pytest.fixture(scope="module")
+def outputs(result, tmp_path_factory):
+    out = tmp_path_factory.mktemp("study")
+    return write_outputs(result, out)
+
+
+def test_every_output_is_written(outputs):
+    out = outputs.out_dir
+    names = sorted(p.name for p in (out / "figures").iterdir())
+    assert names == sorted(f"{n}.{ext}" for n in FIGURE_NAMES for ext in ("png", "svg"))
+    for name in ("results.json", "layers.csv", "report.html"):
+        assert (out / name).stat().st_size > 0
+    assert not list(out.glob(".*.tmp")) and not list((out / "figures").glob(".*.tmp"))
+
+
+def test_png_and_svg_have_the_documented_size(outputs):
+    for name in FIGURE_NAMES:
+        width_in, height_in = FIGURE_SIZES[name]
+        png = (outputs.out_dir / "figures" / f"{name}.png").read_bytes()
+        assert png_size(png) == (round(width_in * DPI), round(height_in * DPI))
+        svg = ET.parse(outputs.out_dir / "figures" / f"{name}.svg").getroot()
+        assert svg.get("width") == f"{width_in * 72:g}pt"
+        assert svg.get("height") == f"{height_in * 72:g}pt"
+        assert len(svg) > 0
+
+
+def test_figures_are_deterministic(result, outputs):
+    """Rendered again in this process alone, they equal the files the two processes wrote."""
+    again = render_figures(result, workers=1)
+    for name in FIGURE_NAMES:
+        for ext in ("png", "svg"):
+            assert again[name][ext] == (outputs.out_dir / "figures" / f"{name}.{ext}").read_bytes()
+
+
+def test_results_json_round_trips(outputs, result):
+    text = (outputs.out_dir / "results.json").read_text()
+    assert text == dumps_results(result.to_dict())
+    data = load_results(outputs.out_dir)
+    assert data["format"] == "lamina.study"
+    assert data["part5"]["pvalue"] == result.part5["pvalue"]
+    assert json.loads(text) == data
+
+
+def test_report_is_self_contained_and_shows_all_parts(outputs):
+    page = (outputs.out_dir / "report.html").read_text()
+    for k in range(1, 7):
+        assert f'<section id="part{k}">' in page
+        assert f"Part {k}:" in page
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)=["']https?:""", page)
+    sources = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
+    assert len(sources) == len(FIGURE_NAMES)
+    for name, encoded in zip(FIGURE_NAMES, sources, strict=True):
+        assert (
+            base64.b64decode(encoded) == (outputs.out_dir / "figures" / f"{name}.png").read_bytes()
+        )
+    results = load_results(outputs.out_dir)
+    assert results["headline"] in page.replace("&#39;", "'")
+    for row in results["part6"]["layers"]:
+        assert f"<td>{row['layer']}</td>" in page
+
+
+def test_report_rebuilds_identically(outputs):
+    before = (outputs.out_dir / "report.html").read_bytes()
+    (outputs.out_dir / "report.html").unlink()
+    rebuild_report(outputs.out_dir)
+    assert (outputs.out_dir / "report.html").read_bytes() == before
+
+
+def test_report_from_results_alone(result, outputs):
+    pngs = {n: (outputs.out_dir / "figures" / f"{n}.png").read_bytes() for n in FIGURE_NAMES}
+    page = render_report(load_results(outputs.out_dir), pngs)
+    assert page == (outputs.out_dir / "report.html").read_text()
+
+
+def test_an_output_dir_that_is_a_file_is_refused(result, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("x")
+    with pytest.raises(OutputError, match="is a file"):
+        write_outputs(result, target)
+    assert target.read_text() == "x"
+
+
+def test_seed_mode_is_said_in_the_figures_and_report(tmp_path):
+    correct, norms = separated_norms(n_tokens=200, n_layers=3, shift_layers=(1,))
+    windows = {"mode": "middle", "window": 64, "stride": 32, "bos": False}
+    table = token_table(correct, norms, windows=windows)
+    result = analyze_table(
+        table, StudyOptions(layer=1, permutations=49, compat="seed"), created="x"
+    )
+    written = write_outputs(result, tmp_path)
+    page = written.report.read_text()
+    assert "Seed compatibility mode" in page
+    assert "seed compatibility mode" in result.headline
+    assert (
+        b"seed compatibility" in (tmp_path / "figures" / "part6_laminar_profile.svg").read_bytes()
+    )
+    assert written.layers.read_text().splitlines()[1].endswith(",none,seed")
+    assert np.isnan(result.part6["layers"][0]["pvalue_maxstat"])
+    assert result.to_dict()["part6"]["layers"][0]["pvalue_maxstat"] is None
