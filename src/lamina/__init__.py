@@ -1,11 +1,48 @@
 """lamina: does what each layer of a causal LM writes differ between the tokens
 it predicts right and the tokens it predicts wrong?
 
-The public API is re-exported here; see the submodules for details.
+The public API, re-exported lazily so that ``import lamina`` stays light
+(torch, transformers and scipy load only when their part is used)::
+
+    loaded = lamina.load_model("smollm2-135m")           # lamina.sources
+    text = lamina.load_text("gutenberg:11")
+    table = lamina.extract(loaded, text, windows="middle")  # lamina.capture -> pyarrow Table
+    result = lamina.analyze_table(table, lamina.StudyOptions())  # lamina.study
+
+``lamina.stats`` holds the statistics as pure functions on arrays.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from lamina.errors import LaminaError
 
 __version__ = "0.1.0"
 
-__all__ = ["LaminaError", "__version__"]
+_EXPORTS = {
+    "load_model": "lamina.sources",
+    "load_text": "lamina.sources",
+    "extract": "lamina.capture",
+    "read_table": "lamina.table",
+    "write_table": "lamina.table",
+    "analyze_table": "lamina.study",
+    "run_study": "lamina.study",
+    "StudyOptions": "lamina.study",
+    "WindowOptions": "lamina.study",
+    "StudyResult": "lamina.study",
+}
+
+__all__ = ["LaminaError", "__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lamina' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

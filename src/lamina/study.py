@@ -77,10 +77,6 @@ FIGURES_DIR = "figures"
 CORRECTIONS = ("maxstat", "holm", "fdr")
 ALTERNATIVES = ("greater", "less", "two-sided")
 COMPAT_MODES = ("none", "seed")
-# Statistics that are divergences (reported in nats and bits).
-DIVERGENCE_STATISTICS = frozenset({"js", "kl", "kl_reverse", "knn_kl", "knn_kl_reverse"})
-# Statistics whose sign carries the direction (tested two-sided by default).
-SIGNED_STATISTICS = frozenset({"mean_difference", "hedges_g", "auroc"})
 
 SEED_COMPAT_NOTE = (
     "seed compatibility mode: reproduces the reference notebook's numbers, flaws included "
@@ -216,7 +212,7 @@ class StudyOptions:
     def resolved_alternative(self) -> str:
         if self.alternative is not None:
             return self.alternative
-        return "two-sided" if self.statistic in SIGNED_STATISTICS else "greater"
+        return "two-sided" if is_signed(self.statistic) else "greater"
 
     @property
     def bins_spec(self) -> int | str:
@@ -358,8 +354,18 @@ def _bits(nats: float) -> float:
     return nats / LN2
 
 
-def _is_divergence(statistic: str) -> bool:
-    return statistic in DIVERGENCE_STATISTICS
+def is_divergence(statistic: str) -> bool:
+    """Whether ``statistic`` is a divergence (reported in nats and bits)."""
+    from lamina.stats import DIVERGENCES  # lazily: scipy is not needed to parse options
+
+    return statistic in DIVERGENCES
+
+
+def is_signed(statistic: str) -> bool:
+    """Whether the sign of ``statistic`` carries the direction (tested two-sided by default)."""
+    from lamina.stats import SIGNED_CENTERS
+
+    return statistic in SIGNED_CENTERS
 
 
 def _utc_now() -> str:
@@ -589,7 +595,7 @@ def _units(statistic: str) -> dict[str, str]:
 def _statistic_unit(statistic: str) -> str:
     if statistic == "seed_symmetric_kl":
         return "nats divided by the number of bins (the notebook's)"
-    if _is_divergence(statistic):
+    if is_divergence(statistic):
         return "nats"
     if statistic == "ks":
         return "dimensionless"
@@ -817,8 +823,8 @@ def _part4(
         counts_c = np.bincount(index[labels], minlength=edges.size - 1)
         counts_i = np.bincount(index[~labels], minlength=edges.size - 1)
         # The notebook's c2i is F.kl_div(log(yC), yI): KL(incorrect || correct) / n_bins.
-        kl_ci = _seed_kl_div(target=counts_c, input_=counts_i)
-        kl_ic = _seed_kl_div(target=counts_i, input_=counts_c)
+        kl_ci = stats.seed_kl_div(counts_c, counts_i)
+        kl_ic = stats.seed_kl_div(counts_i, counts_c)
         js = float(stats.seed_symmetric_kl(c, i, nbins=edges.size))
         kl_note = (
             "the notebook's F.kl_div(log(q + 1e-15), p, reduction='batchmean'), i.e. KL(p || q) "
@@ -949,22 +955,6 @@ def _seed_sweep(c: np.ndarray, i: np.ndarray, lo: int, hi: int) -> dict[str, Any
     }
 
 
-def _seed_kl_div(*, target: np.ndarray, input_: np.ndarray) -> float:
-    """The notebook's ``F.kl_div(log(input + 1e-15), target, reduction='batchmean')`` on counts.
-
-    Both count vectors are scaled to probabilities as the notebook does; the
-    result is KL(target || input) with 1e-15 added inside the log, divided by
-    the number of bins (``batchmean`` on a 1-D tensor), in nats, float32.
-    """
-    p = np.asarray(target, dtype=np.float32)
-    q = np.asarray(input_, dtype=np.float32)
-    p = p / p.sum(dtype=np.float32)
-    q = q / q.sum(dtype=np.float32)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p > 0, p * (np.log(p) - np.log(q + np.float32(1e-15))), np.float32(0))
-    return float(terms.sum(dtype=np.float32) / np.float32(p.size))
-
-
 def _part5(perm: Any, column: int, options: StudyOptions, alternative: str) -> dict[str, Any]:
     observed = float(np.ravel(perm.statistic)[column])
     null = np.asarray(perm.null_distribution)[:, column].astype(np.float64)
@@ -979,7 +969,7 @@ def _part5(perm: Any, column: int, options: StudyOptions, alternative: str) -> d
         center = 0.5 if options.statistic == "auroc" else 0.0
         n_extreme = int((np.abs(null - center) >= abs(observed - center)).sum())
     statistic = options.effective_statistic
-    divergence = _is_divergence(statistic)
+    divergence = is_divergence(statistic)
     out = {
         "layer": options.layer,
         "statistic_name": statistic,
@@ -1027,7 +1017,7 @@ def _part6(
     }
     chosen = pvalues[correction]
     statistic_name = options.effective_statistic
-    divergence = _is_divergence(statistic_name)
+    divergence = is_divergence(statistic_name)
     rows = []
     for j, layer in enumerate(layers):
         c, i = values[labels, j], values[~labels, j]

@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from lamina.errors import InputError
-from lamina.stats import js_divergence, permutation_test, seed_pvalue, seed_symmetric_kl
+from lamina.stats import (
+    js_divergence,
+    permutation_test,
+    seed_kl_div,
+    seed_pvalue,
+    seed_symmetric_kl,
+)
 from lamina.stats.seed import seed_linspace
 
 _LOOP = Path(__file__).resolve().parents[2] / "benchmarks" / "notebook_loop.py"
@@ -105,3 +111,19 @@ def test_seed_mode_refuses_what_the_notebook_did_not_do(kwargs):
     log_norms, correct = _log_norm_groups(1, n=50)
     with pytest.raises(InputError):
         permutation_test(log_norms.numpy(), correct, compat="seed", n_permutations=5, **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_seed_kl_div_is_the_notebooks_f_kl_div(seed):
+    """Part 4's c2i / i2c: F.kl_div(log(y + 1e-15), target, reduction='batchmean')."""
+    rng = np.random.default_rng(seed)
+    counts_c = rng.integers(0, 40, size=30)
+    counts_i = rng.integers(0, 40, size=30)
+    counts_i[rng.integers(0, 30, size=3)] = 0  # empty bins, where the 1e-15 matters
+    yc = torch.from_numpy(counts_c.astype(np.float32))
+    yi = torch.from_numpy(counts_i.astype(np.float32))
+    yc, yi = yc / yc.sum(), yi / yi.sum()
+    c2i = torch.nn.functional.kl_div(torch.log(yc + 1e-15), yi, reduction="batchmean")
+    i2c = torch.nn.functional.kl_div(torch.log(yi + 1e-15), yc, reduction="batchmean")
+    assert seed_kl_div(counts_i, counts_c) == pytest.approx(float(c2i), rel=1e-6, abs=1e-7)
+    assert seed_kl_div(counts_c, counts_i) == pytest.approx(float(i2c), rel=1e-6, abs=1e-7)

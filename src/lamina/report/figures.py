@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lamina.study import is_divergence
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -93,18 +95,12 @@ def _pixel_size(name: str) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _is_divergence(statistic: str) -> bool:
-    from lamina.study import DIVERGENCE_STATISTICS
-
-    return statistic in DIVERGENCE_STATISTICS
-
-
 def _statistic_axis_label(results: Mapping[str, Any]) -> str:
     from lamina.report.summary import statistic_label
 
     statistic = results["parameters"]["statistic_computed"]
     label = statistic_label(statistic)
-    if _is_divergence(statistic):
+    if is_divergence(statistic):
         return f"{label} (bits)"
     if statistic in ("wasserstein", "mean_difference"):
         return f"{label} (ln-norm units)"
@@ -114,7 +110,7 @@ def _statistic_axis_label(results: Mapping[str, Any]) -> str:
 def _display(values: Any, statistic: str) -> np.ndarray:
     """Statistic values in display units: bits for divergences, else unchanged."""
     arr = np.asarray(values, dtype=np.float64)
-    return arr / math.log(2.0) if _is_divergence(statistic) else arr
+    return arr / math.log(2.0) if is_divergence(statistic) else arr
 
 
 def _norm_label(site: str, layer: int | None = None) -> str:
@@ -391,7 +387,7 @@ def figure_part5(results: Mapping[str, Any]) -> Figure:
         ylabel="Permutations (count)",
         title=f"{results['parameters']['site']} at layer {p5['layer']}: "
         f"{statistic_short(statistic)} = "
-        f"{observed:.4g}{' bits' if _is_divergence(statistic) else ''}, "
+        f"{observed:.4g}{' bits' if is_divergence(statistic) else ''}, "
         f"p = {format_p(p5['pvalue'])}",
     )
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
@@ -464,7 +460,7 @@ def figure_part6(results: Mapping[str, Any]) -> Figure:
         markeredgewidth=0.8,
     )
     ax_b.set(ylabel=_statistic_axis_label(results), title="B  Observed statistic and its null")
-    if _is_divergence(statistic) or statistic in ("ks", "wasserstein"):
+    if is_divergence(statistic) or statistic in ("ks", "wasserstein"):
         ax_b.set_ylim(bottom=0)
     ax_b.legend(
         handles=[

@@ -81,7 +81,7 @@ def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) 
     """
     from lamina.report.figures import FIGURE_NAMES, FIGURE_TITLES, _pixel_size
     from lamina.report.summary import CORRECTION_LABELS, statistic_label, statistic_short
-    from lamina.study import DIVERGENCE_STATISTICS
+    from lamina.study import is_divergence
 
     missing = [name for name in FIGURE_NAMES if name not in figures_png]
     if missing:
@@ -108,6 +108,6 @@ def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) 
         statistic=statistic,
         statistic_label=statistic_label(statistic),
         statistic_short=statistic_short(statistic),
-        statistic_in_bits=statistic in DIVERGENCE_STATISTICS,
+        statistic_in_bits=is_divergence(statistic),
         correction_label=CORRECTION_LABELS[results["part6"]["correction"]],
     )

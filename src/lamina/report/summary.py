@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lamina.study import DIVERGENCE_STATISTICS, LN2
+from lamina.study import LN2, is_divergence
 
 STATISTIC_LABELS = {
     "js": "Jensen-Shannon divergence",
@@ -59,7 +59,7 @@ def format_statistic(value: float | None, statistic: str) -> str:
     """A statistic for prose and tables: divergences in bits, others in their own unit."""
     if value is None:
         return "n/a"
-    if _is_divergence(statistic):
+    if is_divergence(statistic):
         return f"{value / LN2:.4g} bits"
     return f"{value:.4g}"
 
@@ -132,7 +132,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
     p1, p2, p3, p4, p5, p6 = (results[f"part{k}"] for k in range(1, 7))
     params = results["parameters"]
     statistic = params["statistic_computed"]
-    divergence = _is_divergence(statistic)
+    divergence = is_divergence(statistic)
     lines = []
     if results.get("compat_note"):
         lines.append(f"NOTE: {results['compat_note']}.")
@@ -257,7 +257,3 @@ def layers_csv(results: Mapping[str, Any]) -> str:
         ]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
-
-
-def _is_divergence(statistic: str) -> bool:
-    return statistic in DIVERGENCE_STATISTICS

@@ -36,11 +36,19 @@ from lamina.stats.histograms import (
     knuth_bin_count,
     shared_edges,
 )
-from lamina.stats.permutation import STATISTICS, PermutationResult, permutation_test
-from lamina.stats.seed import seed_pvalue, seed_symmetric_kl
+from lamina.stats.permutation import (
+    DIVERGENCES,
+    SIGNED_CENTERS,
+    STATISTICS,
+    PermutationResult,
+    permutation_test,
+)
+from lamina.stats.seed import seed_kl_div, seed_pvalue, seed_symmetric_kl
 
 __all__ = [
     "BIN_RULES",
+    "DIVERGENCES",
+    "SIGNED_CENTERS",
     "STATISTICS",
     "PermutationResult",
     "auroc",
@@ -60,6 +68,7 @@ __all__ = [
     "mean_difference",
     "permutation_pvalues",
     "permutation_test",
+    "seed_kl_div",
     "seed_pvalue",
     "seed_symmetric_kl",
     "shared_edges",

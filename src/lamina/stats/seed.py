@@ -95,6 +95,24 @@ def seed_symmetric_kl_from_counts(counts1, counts2) -> np.ndarray:
     return ((kl1 + kl2) / np.float32(2)).astype(np.float32)
 
 
+def seed_kl_div(target, input_) -> float:
+    """The notebook's ``F.kl_div(log(input_ + 1e-15), target, reduction='batchmean')`` on counts.
+
+    ``target``, ``input_``: histogram counts (or probabilities) on the same
+    bins, scaled to probabilities as the notebook does. Returns KL(target ||
+    input_) in nats with 1e-15 added inside the log, divided by the number of
+    bins (``batchmean`` on a 1-D tensor), computed in float32.
+    """
+    p = np.asarray(target, dtype=np.float32)
+    q = np.asarray(input_, dtype=np.float32)
+    p = p / p.sum(dtype=np.float32)
+    q = q / q.sum(dtype=np.float32)
+    eps = np.float32(SEED_EPSILON)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * (np.log(p) - np.log(q + eps)), np.float32(0))
+    return float(terms.sum(dtype=np.float32) / np.float32(p.size))
+
+
 def seed_symmetric_kl(d1, d2, nbins: int = SEED_DEFAULT_EDGES) -> float:
     """The reference notebook's ``symmetric_KL(d1, d2, nbins)``, exactly (see the module docstring).
 
