@@ -36,16 +36,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
+
+from machine import machine_info
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -58,27 +57,7 @@ GPT2_SIZES = {
 
 
 def machine(device: torch.device) -> dict:
-    import transformers
-
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    info = {
-        "cpu": cpu,
-        "cores": cores,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "transformers": transformers.__version__,
-        "platform": platform.platform(),
-    }
+    info = machine_info()
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -54,6 +52,7 @@ from lamina.stats import permutation as engine
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import notebook_loop  # noqa: E402  (the transcription lives beside this script)
+from machine import machine_info  # noqa: E402
 
 N_TOKENS, N_LAYERS, D_MODEL = 1024, 30, 1280
 N_PERMUTATIONS = 1000
@@ -61,23 +60,8 @@ BINS = 30
 
 
 def machine() -> dict:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_average_at_start": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
+        **machine_info(),
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "lamina_backend_auto": engine._resolve_backend("auto"),
     }

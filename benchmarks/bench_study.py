@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -35,34 +34,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import machine_info
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results" / "bench_study.json"
 VENV_BIN = Path(sys.executable).parent
-
-
-def machine() -> dict:
-    import numpy
-    import torch
-
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-    }
 
 
 def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
@@ -197,7 +173,7 @@ def main() -> None:
     print(f"notebook model load {nb_load:.1f} s, forward {nb_forward:.1f} s (medians)")
     report = {
         "benchmark": "bench_study",
-        "machine": machine(),
+        "machine": machine_info(),
         "repeats": args.repeats,
         "notebook_permutations_measured": args.notebook_permutations,
         "summary": summary,

@@ -83,34 +83,11 @@ def notebook_forward(model, tokenizer, text: str, window: int):
     }
 
 
-def symmetric_KL(d1, d2, nbins=31):
-    """The notebook's JSD function, verbatim."""
-    import torch
-    import torch.nn.functional as F
-
-    # histogram bins
-    minmax = [min(min(d1), min(d2)), max(max(d1), max(d2))]
-    histbins = torch.linspace(minmax[0], minmax[1], nbins)
-
-    # histogram data in probabilities
-    yd1, _ = torch.histogram(d1, bins=histbins)
-    yd2, _ = torch.histogram(d2, bins=histbins)
-    yd1 = yd1 / yd1.sum()
-    yd2 = yd2 / yd2.sum()
-
-    # get the average probability distribution
-    pAve = (yd1 + yd2) / 2
-
-    # and calculate symmetric KL
-    symKL = F.kl_div(torch.log(yd1 + 1e-15), pAve, reduction="batchmean") + F.kl_div(
-        torch.log(yd2 + 1e-15), pAve, reduction="batchmean"
-    )
-    return symKL / 2
-
-
 def notebook_parts(state: dict, tokenizer, n_permutes: int, figdir: str) -> dict:
     """Parts 2-6 of the notebook; returns seconds per part (permutation loops unscaled)."""
     import matplotlib
+
+    from notebook_loop import symmetric_KL  # the notebook's JSD function, verbatim
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -18,11 +15,7 @@ from lamina.stats import (
     seed_symmetric_kl,
 )
 from lamina.stats.seed import seed_linspace
-
-_LOOP = Path(__file__).resolve().parents[2] / "benchmarks" / "notebook_loop.py"
-_spec = importlib.util.spec_from_file_location("notebook_loop", _LOOP)
-notebook = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(notebook)
+from notebook import notebook_loop as notebook
 
 
 def _log_norm_groups(seed: int, n: int = 400):

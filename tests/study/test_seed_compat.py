@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from lamina.sources import load_model, load_text
 from lamina.study import StudyOptions, run_study
+from notebook import symmetric_KL
 from study.token_tables import save_tiny_gpt2, tiny_study_text
 
 # Slow: a full `lamina run` (figures included) and the notebook's Python loops.
@@ -28,27 +29,6 @@ pytestmark = [
 LAYER = 1
 PERMUTATIONS = 100
 SEED = 0
-
-
-def symmetric_KL(d1, d2, nbins=31):
-    # histogram bins
-    minmax = [min(min(d1), min(d2)), max(max(d1), max(d2))]
-    histbins = torch.linspace(minmax[0], minmax[1], nbins)
-
-    # histogram data in probabilities
-    yd1, _ = torch.histogram(d1, bins=histbins)
-    yd2, _ = torch.histogram(d2, bins=histbins)
-    yd1 = yd1 / yd1.sum()
-    yd2 = yd2 / yd2.sum()
-
-    # get the average probability distribution
-    pAve = (yd1 + yd2) / 2
-
-    # and calculate symmetric KL
-    symKL = F.kl_div(torch.log(yd1 + 1e-15), pAve, reduction="batchmean") + F.kl_div(
-        torch.log(yd2 + 1e-15), pAve, reduction="batchmean"
-    )
-    return symKL / 2
 
 
 def notebook(model, tokenizer, text, layeri, n_permutes, seed):
