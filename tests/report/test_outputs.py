@@ -14,6 +14,7 @@ import pytest
 from lamina.errors import OutputError
 from lamina.report.figures import DPI, FIGURE_NAMES, FIGURE_SIZES, render_figures
 from lamina.report.html import render_report
+from lamina.report.summary import format_summary
 from lamina.study import (
     StudyOptions,
     analyze_table,
@@ -140,3 +141,9 @@ def test_seed_mode_is_said_in_the_figures_and_report(tmp_path):
     assert written.layers.read_text().splitlines()[1].endswith(",none,seed")
     assert np.isnan(result.part6["layers"][0]["pvalue_maxstat"])
     assert result.to_dict()["part6"]["layers"][0]["pvalue_maxstat"] is None
+    # the console summary never calls the notebook's symmetric_KL "JS"
+    part4_line = next(
+        line for line in format_summary(result.to_dict()).splitlines() if line.startswith("Part 4")
+    )
+    assert "symmetric_KL (notebook)" in part4_line
+    assert " JS " not in part4_line

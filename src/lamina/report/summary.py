@@ -153,6 +153,8 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"chars (correct) vs {p2['target_chars']['incorrect']['mean']:.2f} (incorrect)"
     )
     ab = p4["at_bins"]
+    # In seed mode the "js" field holds the notebook's symmetric_KL, which is not JS.
+    js_name = "symmetric_KL (notebook)" if results.get("compat") == "seed" else "JS"
     lines.append(
         f"Part 3  layer {p3['layer']}: mean ln-norm {p3['correct']['mean']:.4f} correct "
         f"(n={p3['correct']['n']}) vs {p3['incorrect']['mean']:.4f} incorrect "
@@ -161,7 +163,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
     lines.append(
         f"Part 4  {ab['n_bins']} bins: KL(C‖I) {ab['kl_correct_incorrect']['bits']:.4g} bits, "
         f"KL(I‖C) {ab['kl_incorrect_correct']['bits']:.4g} bits, "
-        f"JS {ab['js']['bits']:.4g} bits ({ab['js']['nats']:.4g} nats)"
+        f"{js_name} {ab['js']['bits']:.4g} bits ({ab['js']['nats']:.4g} nats)"
     )
     lines.append(
         f"Part 5  {statistic_short(statistic)} = {format_statistic(p5['statistic'], statistic)}, "
