@@ -359,3 +359,29 @@ def test_pvalues_lie_in_the_unit_interval(n, seed, statistic, m):
     floor = 1 / res.n_permutations if res.exact else 1 / (m + 1)
     for p in (res.pvalue, res.pvalue_maxstat, res.pvalue_holm, res.pvalue_fdr):
         assert ((p >= floor - 1e-15) & (p <= 1)).all()
+
+
+def test_auto_backend_imports_torch_only_when_it_pays():
+    """`lamina analyze` on a small table must not pay torch's import for the counts."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from lamina.stats import permutation_test\n"
+        "rng = np.random.default_rng(0)\n"
+        "r = permutation_test(rng.normal(size=(200, 3)), rng.random(200) < 0.5,\n"
+        "                     n_permutations=50)\n"
+        "print(r.backend, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["numpy", "False"]
+
+
+def test_auto_backend_gives_the_same_null_as_numpy():
+    rng = np.random.default_rng(5)
+    values, labels = rng.normal(size=(120, 4)), rng.random(120) < 0.4
+    auto = permutation_test(values, labels, n_permutations=200, seed=1, backend="auto")
+    plain = permutation_test(values, labels, n_permutations=200, seed=1, backend="numpy")
+    np.testing.assert_array_equal(auto.null_distribution, plain.null_distribution)
+    np.testing.assert_array_equal(auto.pvalue, plain.pvalue)

@@ -34,9 +34,11 @@ then a count over its labels: for a block of labellings ``Y`` (rows x tokens,
 total bins), ``Y @ H`` gives every P-histogram of every column at once; the
 Q-histogram is the pooled histogram minus it. The product is an exact integer
 count, computed as an int8 x int8 -> int32 matrix product in torch when torch
-is installed (``backend="torch"``, the ``"auto"`` choice; several times faster
-than float32 on CPUs with int8 dot-product units) or as a float32 BLAS product
-in numpy (``backend="numpy"``). Mean differences, Hedges' g and AUROC use the same product with
+is installed (``backend="torch"``; several times faster than float32 on CPUs
+with int8 dot-product units) or as a float32 BLAS product in numpy
+(``backend="numpy"``). ``"auto"`` takes torch when it is already imported or
+the work repays importing it (:data:`AUTO_TORCH_MIN_WORK`), else numpy; both
+give the same counts. Mean differences, Hedges' g and AUROC use the same product with
 the (centred) values, their squares or their pooled midranks; KS and
 Wasserstein use per-column cumulative sums of the labels in sorted order.
 The kNN KL estimator has no such form and loops over labellings (slow).
@@ -60,6 +62,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -309,10 +312,23 @@ def _torch_int_mm_available() -> bool:
     return _TORCH_INT_MM
 
 
-def _resolve_backend(backend: str) -> str:
+# Importing torch costs 1-2 s on a small CPU; its int8 product repays that only past about
+# 2e11 multiply-adds (tokens x permutations x total bins; see bench_permutation.py, where
+# 40,000 x 10,000 x 36 x 30 = 4.3e11 took 4.4 s with numpy and 1.4 s with torch).
+AUTO_TORCH_MIN_WORK = 2e11
+
+
+def _resolve_backend(backend: str, work: float | None = None) -> str:
+    """The count backend to use; ``work`` is the number of multiply-adds of the counts.
+
+    ``auto`` takes torch when it is already imported (as in ``lamina run``), or when
+    the work is large enough to repay importing it, and numpy otherwise.
+    """
     if backend not in BACKENDS:
         raise InputError(f"backend={backend!r} is unknown; pass 'auto', 'numpy' or 'torch'.")
     if backend == "auto":
+        if "torch" not in sys.modules and (work is None or work < AUTO_TORCH_MIN_WORK):
+            return "numpy"
         return "torch" if _torch_int_mm_available() else "numpy"
     if backend == "torch" and not _torch_int_mm_available():
         raise InputError(
@@ -705,7 +721,9 @@ def permutation_test(
     kernel: _Kernel
     backend_used = "numpy"  # the matrix products of the other statistics are numpy's
     if statistic in HISTOGRAM_STATISTICS:
-        backend_used = _resolve_backend(backend)
+        bins_per_column = bins if isinstance(bins, int) else 30  # a rule's count is unknown yet
+        work = float(n) * n_permutations * matrix.shape[1] * bins_per_column
+        backend_used = _resolve_backend(backend, work)
         kernel = _HistogramKernel(
             matrix, lab, statistic, bins, pseudocount, base_divisor, backend_used
         )
