@@ -11,7 +11,7 @@ medians. Three numbers per side:
   1000: every permutation costs the same);
 * after the forward pass: Parts 2-6 with figures and report. lamina:
   ``analyze_table`` + ``write_outputs`` in a fresh process that has imported
-  torch and transformers; "as in run" after ``lamina.study.prewarm()`` (which
+  torch and transformers; "as in run" after ``lamina.pipeline.prewarm()`` (which
   ``lamina run`` runs in a thread while the model loads, so scipy's and
   matplotlib's imports overlap the load), "cold" without it (imports counted),
   "warm" on later calls. Notebook: its Parts 2-6 cells, loops scaled;
@@ -76,7 +76,8 @@ import json, sys, tempfile, time
 import torch, transformers  # already imported by `lamina run` when its analysis starts
 from lamina.capture import extract  # noqa: F401
 from lamina.table import read_table
-from lamina.study import StudyOptions, analyze_table, prewarm, write_outputs
+from lamina.pipeline import prewarm, write_outputs
+from lamina.study import StudyOptions, analyze_table
 table = read_table(sys.argv[1])
 if sys.argv[3] == "prewarmed":
     prewarm().join()  # `lamina run` does this while the model loads

@@ -8,15 +8,12 @@ The public API, re-exported lazily so that ``import lamina`` stays light
     text = lamina.load_text("gutenberg:11")
     table = lamina.extract(loaded, text, windows="middle")  # lamina.capture -> pyarrow Table
     result = lamina.analyze_table(table, lamina.StudyOptions())  # lamina.study
+    lamina.run_study(out="lamina-out")                       # lamina.pipeline: every output
 
 ``lamina.stats`` holds the statistics as pure functions on arrays.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
+from lamina._lazy import lazy_exports
 from lamina.errors import LaminaError
 
 __version__ = "0.1.0"
@@ -28,20 +25,15 @@ _EXPORTS = {
     "read_table": "lamina.table",
     "write_table": "lamina.table",
     "analyze_table": "lamina.study",
-    "run_study": "lamina.study",
     "StudyOptions": "lamina.study",
     "WindowOptions": "lamina.study",
     "StudyResult": "lamina.study",
+    "run_study": "lamina.pipeline",
+    "analyze_path": "lamina.pipeline",
 }
 
 __all__ = ["LaminaError", "__version__", *_EXPORTS]
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'lamina' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, _dir = lazy_exports(__name__, _EXPORTS)
 
 
 def __dir__() -> list[str]:

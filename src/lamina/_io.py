@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from lamina.errors import OutputError
+from lamina.errors import LaminaError, OutputError
 
 
 def cache_dir() -> Path:
@@ -86,3 +88,38 @@ def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _sha256_memo_path() -> Path:
+    return cache_dir() / "sha256-memo.json"
+
+
+def sha256_memoised(path: Path) -> str:
+    """Hex sha256 of a file, remembered in the cache by (path, size, mtime, inode).
+
+    A file whose size, modification time or inode changed is hashed again. Failing to
+    read or write the memo only costs the rehash.
+    """
+    path = Path(path).resolve()
+    stat = path.stat()
+    key = str(path)
+    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
+    memo_file = _sha256_memo_path()
+    try:
+        memo = json.loads(memo_file.read_text(encoding="utf-8"))
+        if not isinstance(memo, dict):
+            memo = {}
+    except (OSError, ValueError):
+        memo = {}
+    hit = memo.get(key)
+    if isinstance(hit, dict) and all(hit.get(k) == v for k, v in stamp.items()):
+        digest = hit.get("sha256")
+        if isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest):
+            return digest
+    digest = sha256_file(path)
+    memo[key] = {**stamp, "sha256": digest}
+    # Entries of files that no longer exist are dropped so the memo does not grow forever.
+    memo = {k: v for k, v in memo.items() if k == key or Path(k).exists()}
+    with contextlib.suppress(OSError, LaminaError), atomic_open(memo_file, "w") as fh:
+        json.dump(memo, fh, indent=1, sort_keys=True)
+    return digest

@@ -7,8 +7,9 @@ import shutil
 
 import pytest
 
+from lamina.pipeline import write_outputs
 from lamina.report.figures import FIGURE_NAMES
-from lamina.study import StudyOptions, analyze_table, write_outputs
+from lamina.study import StudyOptions, analyze_table
 from study.token_tables import separated_norms, token_table
 
 pytestmark = pytest.mark.browser

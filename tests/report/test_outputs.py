@@ -12,17 +12,12 @@ import numpy as np
 import pytest
 
 from lamina.errors import OutputError
+from lamina.pipeline import rebuild_report, write_outputs
 from lamina.report.figures import DPI, FIGURE_NAMES, FIGURE_SIZES, render_figures
 from lamina.report.html import render_report
 from lamina.report.summary import format_summary
-from lamina.study import (
-    StudyOptions,
-    analyze_table,
-    dumps_results,
-    load_results,
-    rebuild_report,
-    write_outputs,
-)
+from lamina.study import StudyOptions, analyze_table
+from lamina.study.result import dumps_results, load_results
 from study.token_tables import separated_norms, token_table
 
 OPTIONS = StudyOptions(layer=2, permutations=99, diagnostic_permutations=49, sweep_bins=(8, 14))
@@ -80,7 +75,7 @@ def test_results_json_round_trips(outputs, result):
     assert text == dumps_results(result.to_dict())
     data = load_results(outputs.out_dir)
     assert data["format"] == "lamina.study"
-    assert data["part5"]["pvalue"] == result.part5["pvalue"]
+    assert data["part5"]["pvalue"] == result.to_dict()["part5"]["pvalue"]
     assert json.loads(text) == data
 
 
@@ -124,22 +119,21 @@ def test_an_output_dir_that_is_a_file_is_refused(result, tmp_path):
     assert target.read_text() == "x"
 
 
-def test_seed_mode_is_said_in_the_figures_and_report(tmp_path):
+def test_notebook_mode_is_said_in_the_figures_and_report(tmp_path):
     correct, norms = separated_norms(n_tokens=200, n_layers=3, shift_layers=(1,))
     windows = {"mode": "middle", "window": 64, "stride": 32, "bos": False}
     table = token_table(correct, norms, windows=windows)
     result = analyze_table(
-        table, StudyOptions(layer=1, permutations=49, compat="seed"), created="x"
+        table, StudyOptions(layer=1, permutations=49, compat="notebook"), created="x"
     )
     written = write_outputs(result, tmp_path)
     page = written.report.read_text()
-    assert "Seed compatibility mode" in page
-    assert "seed compatibility mode" in result.headline
-    assert (
-        b"seed compatibility" in (tmp_path / "figures" / "part6_laminar_profile.svg").read_bytes()
-    )
-    assert written.layers.read_text().splitlines()[1].endswith(",none,seed")
-    assert np.isnan(result.part6["layers"][0]["pvalue_maxstat"])
+    assert "Notebook compatibility mode" in page
+    assert "notebook compatibility mode" in result.headline
+    svg = (tmp_path / "figures" / "part6_laminar_profile.svg").read_bytes()
+    assert b"notebook compatibility" in svg
+    assert written.layers.read_text().splitlines()[1].endswith(",none,notebook")
+    assert np.isnan(result.part6.layers[0].pvalue_maxstat)
     assert result.to_dict()["part6"]["layers"][0]["pvalue_maxstat"] is None
     # the console summary never calls the notebook's symmetric_KL "JS"
     part4_line = next(

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from lamina.errors import InputError, ModelLoadError
+from lamina.sources import gguf as gguf_module
 from lamina.sources import load_model
-from lamina.sources import models as models_module
 
 
 def _sha256(path) -> str:
@@ -135,8 +135,8 @@ def test_gguf_cache_is_verified_and_rebuilt_when_corrupt(lamina_cache, tmp_path,
         (folder / "config.json").write_text("{}")
         (folder / "model.safetensors").write_bytes(bytes(range(256)) * 4)
 
-    monkeypatch.setattr(models_module, "_dequantise_into", fake_dequantise)
-    folder, sha = models_module.ensure_gguf_cache(gguf, label="fake", progress=False)
+    monkeypatch.setattr(gguf_module, "_dequantise_into", fake_dequantise)
+    folder, sha = gguf_module.ensure_gguf_cache(gguf, label="fake", progress=False)
     assert sha == _sha256(gguf)
     assert folder == lamina_cache / "models" / f"fake-{sha[:12]}"
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -146,17 +146,17 @@ def test_gguf_cache_is_verified_and_rebuilt_when_corrupt(lamina_cache, tmp_path,
         "sha256": _sha256(folder / "model.safetensors"),
     }
 
-    models_module.ensure_gguf_cache(gguf, label="fake", progress=False)
+    gguf_module.ensure_gguf_cache(gguf, label="fake", progress=False)
     assert len(builds) == 1  # a sound cache is reused
 
     # Same size, different bytes: only the sha256 check can catch it.
     (folder / "model.safetensors").write_bytes(bytes(reversed(range(256))) * 4)
-    models_module.ensure_gguf_cache(gguf, label="fake", progress=False)
+    gguf_module.ensure_gguf_cache(gguf, label="fake", progress=False)
     assert len(builds) == 2
     assert _sha256(folder / "model.safetensors") == manifest["files"]["model.safetensors"]["sha256"]
 
     (folder / "manifest.json").unlink()
-    models_module.ensure_gguf_cache(gguf, label="fake", progress=False)
+    gguf_module.ensure_gguf_cache(gguf, label="fake", progress=False)
     assert len(builds) == 3
     assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]
 
@@ -169,9 +169,9 @@ def test_failed_gguf_build_leaves_no_cache_folder(lamina_cache, tmp_path, monkey
         (folder / "model.safetensors").write_bytes(b"half")
         raise ModelLoadError("cannot read it.")
 
-    monkeypatch.setattr(models_module, "_dequantise_into", failing_dequantise)
+    monkeypatch.setattr(gguf_module, "_dequantise_into", failing_dequantise)
     with pytest.raises(ModelLoadError):
-        models_module.ensure_gguf_cache(gguf, label="broken", progress=False)
+        gguf_module.ensure_gguf_cache(gguf, label="broken", progress=False)
     assert list((lamina_cache / "models").iterdir()) == []
 
 
@@ -181,7 +181,7 @@ def test_failed_gguf_build_leaves_no_cache_folder(lamina_cache, tmp_path, monkey
 @pytest.mark.slow
 def test_embedded_default_loads_and_predicts_alice_better_than_chance(embedded, alice):
     report = embedded.report
-    gguf = models_module.embedded_gguf_path("smollm2-135m")
+    gguf = gguf_module.embedded_gguf_path("smollm2-135m")
     assert (report.source, report.architecture) == ("embedded", "llama")
     assert (report.n_layers, report.hidden_size, report.n_heads) == (30, 576, 9)
     assert report.context_length == 8192
@@ -210,7 +210,7 @@ def test_embedded_cache_matches_direct_gguf_dequantisation(embedded):
     """The cached safetensors give exactly the logits of transformers' own GGUF loading."""
     from transformers import AutoModelForCausalLM
 
-    gguf = models_module.embedded_gguf_path("smollm2-135m")
+    gguf = gguf_module.embedded_gguf_path("smollm2-135m")
     direct = AutoModelForCausalLM.from_pretrained(
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     ).eval()

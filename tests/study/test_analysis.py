@@ -12,7 +12,8 @@ import scipy.stats
 
 from lamina.errors import InputError
 from lamina.report.summary import layers_csv
-from lamina.study import StudyOptions, analyze_table
+from lamina.study import StudyOptions, StudyResult, analyze_table
+from lamina.study.records import LayerRow, Normalisations
 from study.token_tables import separated_norms, token_table
 
 OPTIONS = StudyOptions(layer=1, permutations=199, diagnostic_permutations=99, sweep_bins=(5, 12))
@@ -28,7 +29,7 @@ def synthetic():
 
 def test_part2_accuracy_and_target_lengths(synthetic):
     correct, _, table, result = synthetic
-    p2 = result.part2
+    p2 = result.to_dict()["part2"]
     assert p2["n_tokens"] == correct.size
     assert p2["n_correct"] == int(correct.sum())
     assert p2["accuracy"] == pytest.approx(correct.mean(), abs=0)
@@ -49,7 +50,7 @@ def test_part2_accuracy_and_target_lengths(synthetic):
 
 def test_part3_histograms_and_normalisations(synthetic):
     correct, log_norms, _, result = synthetic
-    p3 = result.part3
+    p3 = result.to_dict()["part3"]
     v = log_norms[:, 1]
     edges = np.linspace(v.min(), v.max(), OPTIONS.bins + 1)
     np.testing.assert_allclose(p3["edges"], edges, rtol=1e-12)
@@ -67,7 +68,7 @@ def test_part3_histograms_and_normalisations(synthetic):
 
 def test_part4_divergences_against_scipy(synthetic):
     correct, log_norms, _, result = synthetic
-    p4 = result.part4
+    p4 = result.to_dict()["part4"]
     v = log_norms[:, 1]
     edges = np.linspace(v.min(), v.max(), 31)
     pc, pi = np.histogram(v[correct], edges)[0], np.histogram(v[~correct], edges)[0]
@@ -102,7 +103,7 @@ def test_part4_divergences_against_scipy(synthetic):
 
 def test_part5_pvalue_is_b_plus_one_over_m_plus_one(synthetic):
     _, _, _, result = synthetic
-    p5 = result.part5
+    p5 = result.to_dict()["part5"]
     null = np.asarray(p5["null_distribution"])
     b = int((null >= p5["statistic"]).sum())
     assert null.size == 199
@@ -114,7 +115,7 @@ def test_part5_pvalue_is_b_plus_one_over_m_plus_one(synthetic):
 
 def test_part6_rows_against_numpy_and_scipy(synthetic):
     correct, log_norms, _, result = synthetic
-    rows = result.part6["layers"]
+    rows = result.to_dict()["part6"]["layers"]
     assert [r["layer"] for r in rows] == list(range(5))
     for j, row in enumerate(rows):
         c, i = log_norms[correct, j], log_norms[~correct, j]
@@ -140,18 +141,32 @@ def test_part6_rows_against_numpy_and_scipy(synthetic):
     np.testing.assert_allclose([r["pvalue_holm"] for r in rows], holm)
     significant = [r["layer"] for r in rows if r["significant"]]
     assert significant == [1, 3]
-    assert result.part6["correction"] == "maxstat"
-    assert result.part6["n_significant_correct_higher"] == 2
+    assert result.to_dict()["part6"]["correction"] == "maxstat"
+    assert result.to_dict()["part6"]["n_significant_correct_higher"] == 2
 
 
 def test_maxstat_pvalues_from_the_null(synthetic):
     _, _, _, result = synthetic
-    rows = result.part6["layers"]
+    rows = result.to_dict()["part6"]["layers"]
     # Part 5's null is the layer-1 column of the shared labellings; the max over layers
     # of the null is at least each column, so max-statistic p >= raw p.
     for r in rows:
         assert r["pvalue_maxstat"] >= r["pvalue"]
-    assert rows[1]["null_mean"] == pytest.approx(np.mean(result.part5["null_distribution"]))
+    assert rows[1]["null_mean"] == pytest.approx(
+        np.mean(result.to_dict()["part5"]["null_distribution"])
+    )
+
+
+def test_typed_results_read_as_the_json_and_round_trip(synthetic):
+    _, _, _, result = synthetic
+    data = result.to_dict()
+    assert result.part6.significant_layers == data["part6"]["significant_layers"] == [1, 3]
+    assert result.part5.pvalue == data["part5"]["pvalue"]
+    assert result.part4.binless[2].name == data["part4"]["binless"][2]["name"] == "ks"
+    again = StudyResult.from_dict(json.loads(result.to_json()))
+    assert isinstance(again.part6.layers[0], LayerRow)
+    assert isinstance(again.part3.normalisations["correct"], Normalisations)
+    assert again.to_json() == result.to_json()
 
 
 def test_results_json_is_deterministic_and_finite(synthetic):
@@ -197,28 +212,51 @@ def test_zero_norms_are_counted_and_excluded():
     assert ex["n_correct_excluded"] + ex["n_incorrect_excluded"] == 3
     keep = np.ones(120, dtype=bool)
     keep[[5, 6, 7]] = False
-    assert result.part6["layers"][1]["n_correct"] == int(correct[keep].sum())
-    assert result.part3["correct"]["n"] + result.part3["incorrect"]["n"] == 117
-    assert result.part2["n_tokens"] == 120  # accuracy keeps every scored token
-    assert math.isfinite(result.part6["layers"][2]["mean_log_norm_correct"])
+    assert result.to_dict()["part6"]["layers"][1]["n_correct"] == int(correct[keep].sum())
+    assert (
+        result.to_dict()["part3"]["correct"]["n"] + result.to_dict()["part3"]["incorrect"]["n"]
+        == 117
+    )
+    assert result.to_dict()["part2"]["n_tokens"] == 120  # accuracy keeps every scored token
+    assert math.isfinite(result.to_dict()["part6"]["layers"][2]["mean_log_norm_correct"])
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
     [
         (StudyOptions(layer=9), "--layer 9 does not exist"),
-        (StudyOptions(layer=1, bins=1), "--bins 1 is too few"),
-        (StudyOptions(layer=1, permutations=0), "--permutations 0"),
         (StudyOptions(layer=1, site="mlp_out"), "no 'mlp_out' columns"),
-        (StudyOptions(layer=1, statistic="nope"), "--statistic 'nope' is unknown"),
-        (StudyOptions(layer=1, compat="seed"), "--compat seed needs a table"),
+        (StudyOptions(layer=1, compat="notebook"), "--compat notebook needs a table"),
     ],
 )
-def test_bad_options_raise_one_sentence(options, message):
+def test_options_the_table_cannot_serve_raise_one_sentence(options, message):
     correct, norms = separated_norms(n_tokens=60, n_layers=2, shift_layers=(1,))
     with pytest.raises(InputError, match=message) as info:
         analyze_table(token_table(correct, norms), options)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bins": 1}, "--bins 1 is too few"),
+        ({"permutations": 0}, "--permutations 0"),
+        ({"statistic": "nope"}, "--statistic 'nope' is unknown"),
+        ({"compat": "nope"}, "--compat 'nope' is unknown"),
+        ({"sweep_bins": (5, 3)}, "--sweep-bins 5 3 is not a range"),
+        ({"alpha": 1.5}, "--alpha 1.5 must lie"),
+        ({"compat": "notebook", "statistic": "ks"}, "drop --statistic"),
+    ],
+)
+def test_options_no_table_can_serve_are_refused_on_construction(kwargs, message):
+    with pytest.raises(InputError, match=message) as info:
+        StudyOptions(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_seed_is_an_accepted_alias_of_the_notebook_mode():
+    assert StudyOptions(compat="seed").compat == "notebook"
+    assert StudyOptions(compat="seed") == StudyOptions(compat="notebook")
 
 
 def test_a_class_with_fewer_than_two_tokens_is_refused():
@@ -227,3 +265,20 @@ def test_a_class_with_fewer_than_two_tokens_is_refused():
     correct[3] = True
     with pytest.raises(InputError, match="only 1 token"):
         analyze_table(token_table(correct, rng.random((50, 2)) + 0.1), StudyOptions(layer=1))
+
+
+@pytest.mark.parametrize(
+    ("statistic", "alternative"),
+    [("js", None), ("ks", None), ("mean_difference", "less"), ("hedges_g", "two-sided")],
+)
+def test_part5_counts_extremes_as_its_pvalue_does(statistic, alternative):
+    # Three distinct log-norms: many relabellings give the observed statistic again, some
+    # only up to rounding (the same values summed in another order), which must count too.
+    rng = np.random.default_rng(0)
+    correct = rng.random(60) < 0.5
+    norms = np.exp(rng.integers(0, 3, size=(60, 2)) * 0.1 + 0.05).astype(np.float32)
+    options = StudyOptions(
+        layer=1, statistic=statistic, alternative=alternative, permutations=2000, sweep_bins=(5, 6)
+    )
+    p5 = analyze_table(token_table(correct, norms), options).part5
+    assert p5.pvalue == pytest.approx((p5.n_null_at_least_observed + 1) / (p5.n_permutations + 1))

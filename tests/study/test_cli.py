@@ -63,8 +63,8 @@ def test_analyze_writes_every_output_and_a_summary(table_file, tmp_path, capsys)
         (["--model", "gpt2-large"], "was captured from model 'synthetic', not 'gpt2-large'"),
         (["--layer", 1, "--site", "mlp_out"], "no 'mlp_out' columns"),
         (
-            ["--layer", 1, "--compat", "seed"],
-            "--compat seed needs a table captured with the notebook's window",
+            ["--layer", 1, "--compat", "notebook"],
+            "--compat notebook needs a table captured with the notebook's window",
         ),
     ],
 )
@@ -114,10 +114,36 @@ def test_run_option_errors_come_before_any_loading(tmp_path, capsys):
     for args, message in (
         (["--bins", 1], "--bins 1 is too few"),
         (["--permutations", 0], "--permutations 0"),
-        (["--compat", "seed", "--windows", "all"], "--compat seed uses the reference"),
+        (["--compat", "notebook", "--windows", "all"], "--compat notebook uses the reference"),
         (["--sweep-bins", 9, 3], "--sweep-bins 9 3"),
     ):
         code, _, stderr = run_cli(["run", "--model", "nowhere", "--out", tmp_path, *args], capsys)
         assert code == 2, args
         assert message in stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shared_options_are_accepted_by_every_command_they_apply_to(table_file, tmp_path, capsys):
+    out = tmp_path / "shared"
+    argv = ["analyze", table_file, "--out", out, "--layer", 2, "--permutations", 49]
+    # --no-progress and --debug after the command, as for run and extract
+    code, _, _ = run_cli([*argv, "--no-progress", "--debug"], capsys)
+    assert code == 0
+    first = json.loads((out / "results.json").read_text())
+    # --debug before the command too, with the same numbers
+    code, _, _ = run_cli(["--debug", *argv], capsys)
+    assert code == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["part6"] == first["part6"]
+    # --debug turns the one-sentence error into the traceback
+    with pytest.raises(Exception, match="--layer 9 does not exist"):
+        main([str(a) for a in [*argv[:-4], "--layer", 9, "--debug"]])
+
+
+def test_compat_seed_is_the_notebook_mode_under_its_older_name(table_file, tmp_path, capsys):
+    code, _, err = run_cli(
+        ["analyze", table_file, "--out", tmp_path, "--layer", 2, "--compat", "seed"], capsys
+    )
+    # the synthetic table was not captured as the notebook did: refused, naming the mode
+    assert code == 2
+    assert "--compat notebook needs a table captured with the notebook's window" in err

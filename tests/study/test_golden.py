@@ -23,8 +23,8 @@ GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 CASES = {
     # `lamina run` on the defaults (layer 4, 30 bins, JS, 1000 permutations, max-statistic)
     "default": StudyOptions(),
-    # `lamina run --compat seed` (the notebook's statistic, permutations and p-value)
-    "notebook": StudyOptions(compat="seed"),
+    # `lamina run --compat notebook` (the notebook's statistic, permutations and p-value)
+    "notebook": StudyOptions(compat="notebook"),
     # a signed-free binless statistic on every window of the text
     "ks": StudyOptions(statistic="ks", permutations=300, layer=2),
     # a synthetic table with planted effects at layers 1, 4, 5 and one zero norm
@@ -32,7 +32,14 @@ CASES = {
 }
 
 # Renamed on purpose since the golden files were written: (old text, new text).
-RENAMES: list[tuple[str, str]] = []
+RENAMES: list[tuple[str, str]] = [
+    # the compatibility mode `seed` is now `notebook` (seed means the random seed only)
+    ('"compat": "seed"', '"compat": "notebook"'),
+    ('"compat_note": "seed compatibility mode:', '"compat_note": "notebook compatibility mode:'),
+    ("seed_symmetric_kl", "notebook_symmetric_kl"),
+    ("(seed compatibility mode)", "(notebook compatibility mode)"),
+    (",seed\n", ",notebook\n"),
+]
 
 
 def _expected(case: str, name: str) -> str:

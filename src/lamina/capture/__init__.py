@@ -3,35 +3,30 @@
 ``SITES`` names the vectors a layer writes (see :mod:`lamina.capture.sites`),
 :func:`plan_windows` which positions are fed and scored (see
 :mod:`lamina.capture.windows`), and :func:`extract` builds the token table (see
-:mod:`lamina.capture.extract` and :mod:`lamina.table`).
+:mod:`lamina.capture.extraction` and :mod:`lamina.table`). Names are imported
+lazily: ``from lamina.capture import SITES`` does not import torch.
 """
 
-from lamina.capture.extract import decoded_lengths, extract, score_next_tokens, tokenize
-from lamina.capture.sites import (
-    FAMILY_SITES,
-    SITES,
-    FamilySites,
-    ResolvedSites,
-    parse_site_templates,
-    parse_sites,
-    resolve_sites,
-)
-from lamina.capture.windows import WINDOW_MODES, Window, default_window, plan_windows
+from lamina._lazy import lazy_exports
 
-__all__ = [
-    "FAMILY_SITES",
-    "SITES",
-    "WINDOW_MODES",
-    "FamilySites",
-    "ResolvedSites",
-    "Window",
-    "decoded_lengths",
-    "default_window",
-    "extract",
-    "parse_site_templates",
-    "parse_sites",
-    "plan_windows",
-    "resolve_sites",
-    "score_next_tokens",
-    "tokenize",
-]
+_EXPORTS = {
+    "extract": ".extraction",
+    "tokenize": ".extraction",
+    "decoded_lengths": ".scoring",
+    "score_next_tokens": ".scoring",
+    "FAMILY_SITES": ".sites",
+    "SITES": ".sites",
+    "FamilySites": ".sites",
+    "ResolvedSites": ".sites",
+    "parse_site_templates": ".sites",
+    "parse_sites": ".sites",
+    "resolve_sites": ".sites",
+    "WINDOW_MODES": ".windows",
+    "Window": ".windows",
+    "default_stride": ".windows",
+    "default_window": ".windows",
+    "plan_windows": ".windows",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

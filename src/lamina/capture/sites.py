@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from lamina.errors import CaptureError
+from lamina.sources.hfconfig import config_dims, text_config
 
 if TYPE_CHECKING:
     from torch import nn
@@ -210,7 +211,7 @@ def resolve_sites(
     n_layers = _count_layers(model, layers_path, templates)
     for site, template in templates.items():
         _check_template(model, site, template, n_layers, layers_path)
-    n_heads = _attention_heads_or_none(config)
+    n_heads = config_dims(config).n_heads or None
     if "attn_head" in wanted:
         if n_heads is None:
             raise CaptureError(
@@ -229,23 +230,9 @@ def resolve_sites(
     )
 
 
-def _attention_heads_or_none(config) -> int | None:
-    """Number of attention (query) heads per layer, from the config, or None if it does not say."""
-    for name in ("num_attention_heads", "n_head", "num_heads"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
-
-
 def context_length(model: nn.Module) -> int | None:
     """The longest input the model's position scheme was trained for, or None if unknown."""
-    config = _text_config(model)
-    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+    return config_dims(_text_config(model)).context_length or None
 
 
 def projection_layout(module: nn.Module) -> str:
@@ -277,8 +264,7 @@ def _text_config(model: nn.Module):
         raise CaptureError(
             f"{type(model).__name__} has no Hugging Face config; lamina reads transformers models."
         )
-    get_text_config = getattr(config, "get_text_config", None)
-    return get_text_config() if callable(get_text_config) else config
+    return text_config(config)
 
 
 def _join(*parts: str) -> str:
@@ -311,10 +297,10 @@ def _describe_module_lists(model: nn.Module) -> str:
 
 def _discover_layer_list(model: nn.Module, config) -> str | None:
     """The decoder-layer list: a ModuleList of ``num_hidden_layers`` blocks, by usual names."""
-    n_hidden = getattr(config, "num_hidden_layers", None)
+    n_hidden = config_dims(config).n_layers
     candidates = []
     for name, length in _module_lists(model):
-        if isinstance(n_hidden, int) and length != n_hidden:
+        if n_hidden and length != n_hidden:
             continue
         last = name.rsplit(".", 1)[-1]
         score = (
@@ -383,8 +369,8 @@ def _count_layers(model: nn.Module, layers_path: str | None, templates: dict[str
         layers = _get(model, layers_path)
         if layers is not None and hasattr(layers, "__len__"):
             return len(layers)
-    n_hidden = getattr(_text_config(model), "num_hidden_layers", None)
-    if isinstance(n_hidden, int) and n_hidden > 0:
+    n_hidden = config_dims(_text_config(model)).n_layers
+    if n_hidden:
         return n_hidden
     template = next(iter(templates.values()))
     n_layers = 0
@@ -413,7 +399,7 @@ def _candidates(model: nn.Module, layers_path: str | None) -> str:
     layer0 = _get(model, _join(layers_path, "0"))
     if layer0 is None:
         return f"module lists {_describe_module_lists(model)}"
-    hidden = getattr(_text_config(model), "hidden_size", None)
+    hidden = config_dims(_text_config(model)).hidden_size or None
     names = _linear_children(layer0, hidden) or [name for name, _ in layer0.named_children()]
     return ", ".join(_join(layers_path, LAYER_FIELD, name) for name in names[:12])
 

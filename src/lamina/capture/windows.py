@@ -66,6 +66,11 @@ def default_window(context_length: int | None, bos: bool = False) -> int:
     return window
 
 
+def default_stride(window: int) -> int:
+    """The stride of ``all`` windows when none is given: half a window (at least 1 token)."""
+    return max(1, window // 2)
+
+
 def plan_windows(
     n_tokens: int,
     mode: str = "all",
@@ -85,7 +90,7 @@ def plan_windows(
     if not isinstance(window, int) or window < 1:
         raise InputError(f"window {window!r} must be a positive number of tokens.")
     if stride is None:
-        stride = max(1, window // 2)
+        stride = default_stride(window)
     if not isinstance(stride, int) or stride < 1:
         raise InputError(f"stride {stride!r} must be a positive number of tokens.")
     if stride > window:

@@ -14,6 +14,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from lamina._format import format_p
+from lamina.report._style import FIGURE_NAMES, FIGURE_TITLES, pixel_size
+from lamina.stats.catalog import CORRECTION_LABELS, display_value, is_divergence, label, short
+
 TEMPLATE = "report.html.j2"
 
 
@@ -39,9 +43,12 @@ def _fmt_fixed(value: Any, decimals: int = 4, signed: bool = False) -> str:
 
 
 def _fmt_p(value: Any) -> str:
-    from lamina.report.summary import format_p
-
     return format_p(value)
+
+
+def _display(value: Any, statistic: str) -> Any:
+    """A statistic's value in display units (bits for divergences); None stays None."""
+    return None if value is None else display_value(value, statistic)
 
 
 def _fmt_pct(value: Any) -> str:
@@ -64,7 +71,7 @@ def _environment():
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(fmt=_fmt, fixed=_fmt_fixed, p=_fmt_p, pct=_fmt_pct)
+    env.filters.update(fmt=_fmt, fixed=_fmt_fixed, p=_fmt_p, pct=_fmt_pct, display=_display)
     return env
 
 
@@ -79,16 +86,12 @@ def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) 
     ``results`` is a ``results.json`` dict; ``figures_png`` maps each of
     :data:`lamina.report.figures.FIGURE_NAMES` to its PNG bytes.
     """
-    from lamina.report.figures import FIGURE_NAMES, FIGURE_TITLES, _pixel_size
-    from lamina.report.summary import CORRECTION_LABELS, statistic_label, statistic_short
-    from lamina.study import is_divergence
-
     missing = [name for name in FIGURE_NAMES if name not in figures_png]
     if missing:
         raise ValueError(f"figures missing for the report: {', '.join(missing)}")
     figures = {}
     for name in FIGURE_NAMES:
-        width, height = _pixel_size(name)
+        width, height = pixel_size(name)
         figures[name] = {
             "src": _data_uri(figures_png[name]),
             "alt": FIGURE_TITLES[name],
@@ -106,8 +109,8 @@ def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) 
         title=title,
         figures=figures,
         statistic=statistic,
-        statistic_label=statistic_label(statistic),
-        statistic_short=statistic_short(statistic),
+        statistic_label=label(statistic),
+        statistic_short=short(statistic),
         statistic_in_bits=is_divergence(statistic),
         correction_label=CORRECTION_LABELS[results["part6"]["correction"]],
     )

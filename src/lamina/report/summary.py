@@ -6,125 +6,11 @@ and ``lamina analyze`` share it with ``lamina run``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from lamina.study import LN2, is_divergence
-
-STATISTIC_LABELS = {
-    "js": "Jensen-Shannon divergence",
-    "kl": "KL divergence (correct ‖ incorrect)",
-    "kl_reverse": "KL divergence (incorrect ‖ correct)",
-    "knn_kl": "kNN KL divergence (correct ‖ incorrect)",
-    "knn_kl_reverse": "kNN KL divergence (incorrect ‖ correct)",
-    "ks": "Kolmogorov-Smirnov D",
-    "wasserstein": "Wasserstein-1 distance",
-    "mean_difference": "difference of means",
-    "hedges_g": "Hedges' g",
-    "auroc": "AUROC",
-    "seed_symmetric_kl": "the notebook's symmetric KL",
-}
-
-STATISTIC_SHORT = {
-    "js": "JS",
-    "kl": "KL(C‖I)",
-    "kl_reverse": "KL(I‖C)",
-    "knn_kl": "kNN KL(C‖I)",
-    "knn_kl_reverse": "kNN KL(I‖C)",
-    "ks": "KS D",
-    "wasserstein": "W1",
-    "mean_difference": "Δ mean",
-    "hedges_g": "g",
-    "auroc": "AUROC",
-    "seed_symmetric_kl": "symKL",
-}
-
-CORRECTION_LABELS = {
-    "maxstat": "max-statistic family-wise correction",
-    "holm": "Holm family-wise correction",
-    "fdr": "Benjamini-Hochberg false discovery rate",
-    "none": "no multiple-comparison correction",
-}
-
-
-def statistic_label(statistic: str) -> str:
-    return STATISTIC_LABELS.get(statistic, statistic)
-
-
-def statistic_short(statistic: str) -> str:
-    return STATISTIC_SHORT.get(statistic, statistic)
-
-
-def format_statistic(value: float | None, statistic: str) -> str:
-    """A statistic for prose and tables: divergences in bits, others in their own unit."""
-    if value is None:
-        return "n/a"
-    if is_divergence(statistic):
-        return f"{value / LN2:.4g} bits"
-    return f"{value:.4g}"
-
-
-def format_p(p: float | None) -> str:
-    if p is None:
-        return "n/a"
-    # 1 / 1001, the smallest p of 1000 permutations, reads 0.001.
-    if p < 0.0005:
-        return f"{p:.1e}"
-    return f"{p:.3f}"
-
-
-def _layer_list(layers: Sequence[int]) -> str:
-    if not layers:
-        return "none"
-    # Compress runs: 0-3, 7, 9-11.
-    parts, start, prev = [], layers[0], layers[0]
-    for layer in [*layers[1:], None]:
-        if layer is not None and layer == prev + 1:
-            prev = layer
-            continue
-        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if layer is not None:
-            start = prev = layer
-    return ", ".join(parts)
-
-
-def headline(results: Mapping[str, Any]) -> str:
-    """The study's main result in two or three sentences (from a results dict)."""
-    p1, p2, p5, p6 = (results[k] for k in ("part1", "part2", "part5", "part6"))
-    params = results["parameters"]
-    model = p1["model"].get("name") or p1["model"].get("spec") or "the model"
-    text = p1["text"].get("spec") or "the text"
-    statistic = params["statistic_computed"]
-    site = p1["site"]
-    row = next(r for r in p6["layers"] if r["layer"] == p5["layer"])
-    direction = "larger" if row["difference"] > 0 else "smaller"
-    sentences = [
-        f"{model} predicted {p2['n_correct']:,} of {p2['n_tokens']:,} tokens of {text} "
-        f"correctly (top-1 accuracy {p2['accuracy']:.1%}).",
-        f"At layer {p5['layer']}, the {site} vectors of correctly predicted tokens have "
-        f"{direction} log-norms on average (difference {row['difference']:+.3f}, "
-        f"Hedges' g {row['hedges_g']:+.2f}, AUROC {row['auroc']:.3f}); "
-        f"{statistic_short(statistic)} = {format_statistic(p5['statistic'], statistic)}, "
-        f"permutation p = {format_p(p5['pvalue'])} ({p5['n_permutations']:,} permutations).",
-    ]
-    n_sig, n_layers = p6["n_significant"], p6["n_layers"]
-    correction = CORRECTION_LABELS[p6["correction"]]
-    if n_sig:
-        sentences.append(
-            f"Across all {n_layers} layers, {n_sig} differ at α = {p6['alpha']:g} "
-            f"({correction}): layers {_layer_list(p6['significant_layers'])}; correct tokens "
-            f"have the larger mean log-norm in {p6['n_significant_correct_higher']} of them "
-            f"and the smaller in {p6['n_significant_correct_lower']}."
-        )
-    else:
-        sentences.append(
-            f"Across all {n_layers} layers, none differs at α = {p6['alpha']:g} ({correction})."
-        )
-    if results.get("compat") == "seed":
-        sentences.append(
-            "These numbers reproduce the reference notebook (seed compatibility mode)."
-        )
-    return " ".join(sentences)
+from lamina._format import format_p, layer_list
+from lamina.stats.catalog import CORRECTION_LABELS, format_statistic, is_divergence, short
 
 
 def format_summary(results: Mapping[str, Any], report_path: str | None = None) -> str:
@@ -153,8 +39,8 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"chars (correct) vs {p2['target_chars']['incorrect']['mean']:.2f} (incorrect)"
     )
     ab = p4["at_bins"]
-    # In seed mode the "js" field holds the notebook's symmetric_KL, which is not JS.
-    js_name = "symmetric_KL (notebook)" if results.get("compat") == "seed" else "JS"
+    # In the notebook mode the "js" field holds the notebook's symmetric_KL, which is not JS.
+    js_name = "symmetric_KL (notebook)" if results.get("compat") == "notebook" else "JS"
     lines.append(
         f"Part 3  layer {p3['layer']}: mean ln-norm {p3['correct']['mean']:.4f} correct "
         f"(n={p3['correct']['n']}) vs {p3['incorrect']['mean']:.4f} incorrect "
@@ -166,17 +52,17 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"{js_name} {ab['js']['bits']:.4g} bits ({ab['js']['nats']:.4g} nats)"
     )
     lines.append(
-        f"Part 5  {statistic_short(statistic)} = {format_statistic(p5['statistic'], statistic)}, "
+        f"Part 5  {short(statistic)} = {format_statistic(p5['statistic'], statistic)}, "
         f"p = {format_p(p5['pvalue'])} ({p5['n_permutations']:,} permutations, "
         f"seed {params['seed']})"
     )
     unit = "bits" if divergence else p6["statistic_unit"]
     lines.append(
-        f"Part 6  per layer: {statistic_short(statistic)} in {unit}; corrected p: "
+        f"Part 6  per layer: {short(statistic)} in {unit}; corrected p: "
         f"{CORRECTION_LABELS[p6['correction']]}; * = significant at α = {p6['alpha']:g}"
     )
     header = (
-        f"{'layer':>5} {'ln‖·‖ C':>9} {'ln‖·‖ I':>9} {'diff':>8} {statistic_short(statistic):>10} "
+        f"{'layer':>5} {'ln‖·‖ C':>9} {'ln‖·‖ I':>9} {'diff':>8} {short(statistic):>10} "
         f"{'p raw':>8} {'p corr':>8} {'AUROC':>6} {'g':>6}"
     )
     lines.append(header)
@@ -190,7 +76,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         )
     lines.append(
         f"significant layers ({p6['n_significant']} of {p6['n_layers']}): "
-        f"{_layer_list(p6['significant_layers'])}"
+        f"{layer_list(p6['significant_layers'])}"
     )
     ex = results["exclusions"]
     if ex["n_tokens_excluded"]:

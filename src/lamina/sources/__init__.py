@@ -3,57 +3,28 @@
 ``load_model(spec)`` gives a :class:`LoadedModel` (model, tokenizer, :class:`ModelReport`);
 ``load_text(spec)`` gives a :class:`LoadedText` (text, :class:`TextProvenance`);
 ``prepare()`` fills the caches that make the defaults work offline.
-See ``docs/sources.md``.
+See ``docs/sources.md``. Names are imported lazily (no torch until a model loads).
 """
 
-from __future__ import annotations
+from lamina._lazy import lazy_exports
 
-from lamina.sources.models import (
-    DEFAULT_MODEL,
-    EMBEDDED_MODELS,
-    EmbeddedModel,
-    LoadedModel,
-    ModelReport,
-    load_model,
-)
-from lamina.sources.texts import (
-    DEFAULT_TEXT,
-    SEEDED_TEXTS,
-    LoadedText,
-    TextProvenance,
-    load_text,
-    strip_gutenberg_boilerplate,
-)
+_EXPORTS = {
+    "DEFAULT_MODEL": ".models",
+    "LoadedModel": ".models",
+    "ModelReport": ".models",
+    "load_model": ".models",
+    "EMBEDDED_MODELS": ".gguf",
+    "EmbeddedModel": ".gguf",
+    "ConfigDims": ".hfconfig",
+    "config_dims": ".hfconfig",
+    "DEFAULT_TEXT": ".texts",
+    "SEEDED_TEXTS": ".texts",
+    "LoadedText": ".texts",
+    "TextProvenance": ".texts",
+    "load_text": ".texts",
+    "strip_gutenberg_boilerplate": ".texts",
+    "prepare": ".caches",
+}
 
-__all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_TEXT",
-    "EMBEDDED_MODELS",
-    "SEEDED_TEXTS",
-    "EmbeddedModel",
-    "LoadedModel",
-    "LoadedText",
-    "ModelReport",
-    "TextProvenance",
-    "load_model",
-    "load_text",
-    "prepare",
-    "strip_gutenberg_boilerplate",
-]
-
-
-def prepare(verbose: bool = True) -> None:
-    """Set-up: seed the ``gutenberg:11`` text cache and cache the embedded model's weights.
-
-    Idempotent and fast when already done (the cached files are only verified).
-    Prints one line per step when ``verbose``.
-    """
-    from lamina.sources.models import prepare_embedded_models
-    from lamina.sources.texts import seed_text_cache
-
-    def say(line: str) -> None:
-        if verbose:
-            print(line, flush=True)
-
-    seed_text_cache(say)
-    prepare_embedded_models(say)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,76 +1,58 @@
 """lamina.stats: pure numpy/scipy statistics on arrays (no models).
 
-Histograms (:mod:`~lamina.stats.histograms`): ``bins`` is always a number of
-BINS (edges = bins + 1) or a rule; two groups share edges from their pooled
-data. Divergences (:mod:`~lamina.stats.divergence`) are in nats, or bits with
-``base=2``; ``kl_divergence(p, q)`` is KL(p || q). Effect sizes
-(:mod:`~lamina.stats.effects`) measure the first group relative to the second.
-The permutation engine (:mod:`~lamina.stats.permutation`) tests every column
-(layer) at once with labellings shared by all columns; p-value conventions and
-corrections live in :mod:`~lamina.stats.corrections`. The ``seed``
-compatibility mode (:mod:`~lamina.stats.seed`) reproduces the reference
-notebook's numbers, flaws included, for regression only.
+What each statistic is (kind, unit, labels, null centre) is in
+:mod:`~lamina.stats.catalog`. Histograms (:mod:`~lamina.stats.histograms`):
+``bins`` is always a number of BINS (edges = bins + 1) or a rule; two groups
+share edges from their pooled data. Divergences (:mod:`~lamina.stats.divergence`)
+are in nats, or bits with ``base=2``; ``kl_divergence(p, q)`` is KL(p || q).
+Effect sizes (:mod:`~lamina.stats.effects`) measure the first group relative to
+the second. The permutation engine (:mod:`~lamina.stats.permutation`) tests
+every column (layer) at once with labellings shared by all columns; p-value
+conventions and corrections live in :mod:`~lamina.stats.corrections`.
 
 Labels: True = correct = the first group P; Q = the incorrect tokens.
+
+Names are imported lazily: ``from lamina.stats import STATISTICS`` loads the
+catalogue only, not numpy or scipy.
 """
 
-from lamina.stats.corrections import (
-    fdr_bh,
-    holm,
-    maxstat_pvalues,
-    permutation_pvalues,
-)
-from lamina.stats.divergence import (
-    js_divergence,
-    kl_divergence,
-    knn_kl_divergence,
-    ks_statistic,
-    wasserstein,
-)
-from lamina.stats.effects import auroc, bootstrap_ci, hedges_g, mean_difference
-from lamina.stats.histograms import (
-    BIN_RULES,
-    bin_edges,
-    bin_indices,
-    histogram_counts,
-    knuth_bin_count,
-    shared_edges,
-)
-from lamina.stats.permutation import (
-    DIVERGENCES,
-    SIGNED_CENTERS,
-    STATISTICS,
-    PermutationResult,
-    permutation_test,
-)
-from lamina.stats.seed import seed_kl_div, seed_pvalue, seed_symmetric_kl
+from lamina._lazy import lazy_exports
 
-__all__ = [
-    "BIN_RULES",
-    "DIVERGENCES",
-    "SIGNED_CENTERS",
-    "STATISTICS",
-    "PermutationResult",
-    "auroc",
-    "bin_edges",
-    "bin_indices",
-    "bootstrap_ci",
-    "fdr_bh",
-    "hedges_g",
-    "histogram_counts",
-    "holm",
-    "js_divergence",
-    "kl_divergence",
-    "knn_kl_divergence",
-    "knuth_bin_count",
-    "ks_statistic",
-    "maxstat_pvalues",
-    "mean_difference",
-    "permutation_pvalues",
-    "permutation_test",
-    "seed_kl_div",
-    "seed_pvalue",
-    "seed_symmetric_kl",
-    "shared_edges",
-    "wasserstein",
-]
+_EXPORTS = {
+    "ALTERNATIVES": ".catalog",
+    "BINLESS_ESTIMATORS": ".catalog",
+    "CATALOG": ".catalog",
+    "CORRECTIONS": ".catalog",
+    "DIVERGENCES": ".catalog",
+    "HISTOGRAM_STATISTICS": ".catalog",
+    "SIGNED_CENTERS": ".catalog",
+    "STATISTICS": ".catalog",
+    "is_divergence": ".catalog",
+    "is_signed": ".catalog",
+    "fdr_bh": ".corrections",
+    "holm": ".corrections",
+    "maxstat_pvalues": ".corrections",
+    "permutation_pvalues": ".corrections",
+    "count_at_least_as_extreme": ".corrections",
+    "js_divergence": ".divergence",
+    "kl_divergence": ".divergence",
+    "knn_kl_divergence": ".divergence",
+    "ks_statistic": ".divergence",
+    "wasserstein": ".divergence",
+    "auroc": ".effects",
+    "bootstrap_ci": ".effects",
+    "hedges_g": ".effects",
+    "hedges_g_se": ".effects",
+    "mean_difference": ".effects",
+    "BIN_RULES": ".catalog",
+    "bin_edges": ".histograms",
+    "bin_indices": ".histograms",
+    "histogram_counts": ".histograms",
+    "knuth_bin_count": ".histograms",
+    "shared_edges": ".histograms",
+    "PermutationResult": ".permutation",
+    "permutation_test": ".permutation",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -126,3 +126,12 @@ def check_seed(seed) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise InputError(f"seed={seed!r} is invalid; pass a non-negative whole number.")
     return int(seed)
+
+
+def check_pseudocount(pseudocount) -> float:
+    if isinstance(pseudocount, bool) or not isinstance(pseudocount, numbers.Real):
+        raise InputError(f"pseudocount={pseudocount!r} is not a number; pass e.g. 0.5 or 0.")
+    c = float(pseudocount)
+    if not math.isfinite(c) or c < 0:
+        raise InputError(f"pseudocount={pseudocount!r} is invalid; pass a finite number >= 0.")
+    return c

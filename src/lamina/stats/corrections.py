@@ -24,12 +24,13 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.errors import InputError
+from lamina.stats.catalog import ALTERNATIVES
 
-ALTERNATIVES = ("greater", "less", "two-sided")
 _RELATIVE_TOLERANCE = 100 * np.finfo(np.float64).eps
 
 
-def _check_alternative(alternative: str) -> None:
+def check_alternative(alternative: str) -> None:
+    """Raise :class:`InputError` unless ``alternative`` is one of :data:`ALTERNATIVES`."""
     if alternative not in ALTERNATIVES:
         raise InputError(
             f"alternative={alternative!r} is unknown; pass 'greater', 'less' or 'two-sided'."
@@ -53,7 +54,7 @@ def count_at_least_as_extreme(
 
     ``observed``: (L,); ``null``: (m, L). Returns int64 (L,).
     """
-    _check_alternative(alternative)
+    check_alternative(alternative)
     obs = np.asarray(observed, dtype=np.float64)
     nul = np.asarray(null, dtype=np.float64)
     if alternative == "two-sided":
@@ -106,7 +107,7 @@ def maxstat_pvalues(
     the strong sense. The raw statistic is maximised, so columns whose null is
     wider weigh more.
     """
-    _check_alternative(alternative)
+    check_alternative(alternative)
     nul = np.atleast_2d(np.asarray(null, dtype=np.float64))
     if alternative == "greater":
         extreme = nul.max(axis=1)

@@ -12,15 +12,18 @@ finite (``<= ln 2`` nats, ``<= 1`` bit).
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 import scipy.stats
-from scipy.special import digamma, rel_entr
+from scipy.special import rel_entr
 
 from lamina.errors import InputError
-from lamina.stats._validation import check_group, check_positive_int, log_base_divisor
+from lamina.stats._knn import knn_kl_sorted
+from lamina.stats._validation import (
+    check_group,
+    check_positive_int,
+    check_pseudocount,
+    log_base_divisor,
+)
 
 
 def _distribution(values, name: str) -> np.ndarray:
@@ -55,15 +58,6 @@ def _normalise(weights: np.ndarray, name: str) -> np.ndarray:
     return weights / total
 
 
-def _check_pseudocount(pseudocount) -> float:
-    if isinstance(pseudocount, bool) or not isinstance(pseudocount, numbers.Real):
-        raise InputError(f"pseudocount={pseudocount!r} is not a number; pass e.g. 0.5 or 0.")
-    c = float(pseudocount)
-    if not math.isfinite(c) or c < 0:
-        raise InputError(f"pseudocount={pseudocount!r} is invalid; pass a finite number >= 0.")
-    return c
-
-
 def kl_divergence(p, q, *, base=None, pseudocount: float = 0.0) -> float:
     """KL(p || q) between two histograms on the same bins.
 
@@ -74,7 +68,7 @@ def kl_divergence(p, q, *, base=None, pseudocount: float = 0.0) -> float:
     ``base``: None for nats, 2 for bits. Returns a float >= 0 or ``inf``.
     """
     p, q = _pair(p, q)
-    c = _check_pseudocount(pseudocount)
+    c = check_pseudocount(pseudocount)
     p = _normalise(p + c, "p")
     q = _normalise(q + c, "q")
     return float(rel_entr(p, q).sum() / log_base_divisor(base))
@@ -98,58 +92,6 @@ def js_divergence(p, q, *, base=None) -> float:
 
 
 # ----------------------------------------------------------------------------- kNN
-
-
-def _kth_other_value_distance(
-    sorted_ref: np.ndarray, query: np.ndarray, k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Distance from each query value to its k-th nearest reference value *of a different value*.
-
-    ``sorted_ref``: 1-D sorted reference sample; ``query``: 1-D values. Returns
-    ``(distance, multiplicity)``: the k-th smallest ``|r - v|`` over the
-    reference values ``r != v`` (``inf`` if fewer than k exist), and how many
-    reference values equal ``v``. In 1-D the k nearest neighbours are ``t``
-    values to the left and ``k - t`` to the right for some ``t``, so the k-th
-    distance is ``min_t max(left_t, right_{k-t})``.
-    """
-    n_ref = sorted_ref.size
-    lo = np.searchsorted(sorted_ref, query, side="left")
-    hi = np.searchsorted(sorted_ref, query, side="right")
-    best = np.full(query.shape, np.inf)
-    for t in range(k + 1):
-        u = k - t
-        if t == 0:
-            left = np.zeros(query.shape)
-        else:
-            j = lo - t
-            left = np.where(j >= 0, query - sorted_ref[np.maximum(j, 0)], np.inf)
-        if u == 0:
-            right = np.zeros(query.shape)
-        else:
-            j = hi + u - 1
-            right = np.where(j < n_ref, sorted_ref[np.minimum(j, n_ref - 1)] - query, np.inf)
-        np.minimum(best, np.maximum(left, right), out=best)
-    return best, hi - lo
-
-
-def _knn_kl_sorted(x: np.ndarray, sorted_x: np.ndarray, sorted_y: np.ndarray, k: int) -> float:
-    """The Wang-Kulkarni-Verdu estimate of KL(P_x || P_y) in nats (inputs validated)."""
-    n, m = sorted_x.size, sorted_y.size
-    rho, mult_x = _kth_other_value_distance(sorted_x, x, k)
-    nu, mult_y = _kth_other_value_distance(sorted_y, x, k)
-    if not (np.isfinite(rho).all() and np.isfinite(nu).all()):
-        raise InputError(
-            f"the kNN KL estimator with k={k} needs, for every x value, at least {k} other "
-            "distinct x value(s) and y value(s) of a different value; use a smaller k or "
-            "more (less discrete) data."
-        )
-    # Ties: a neighbour at distance 0 is skipped and the neighbour order raised
-    # by the number skipped (k_i, l_i), with WKV's digamma correction for
-    # per-point orders (their adaptive estimator).
-    k_i = mult_x - 1 + k
-    l_i = mult_y + k
-    correction = 0.0 if (k_i == l_i).all() else np.mean(digamma(k_i) - digamma(l_i))
-    return float(np.mean(np.log(nu) - np.log(rho)) + correction + math.log(m / (n - 1)))
 
 
 def knn_kl_divergence(x, y, *, k: int = 1, base=None) -> float:
@@ -178,7 +120,7 @@ def knn_kl_divergence(x, y, *, k: int = 1, base=None) -> float:
     k = check_positive_int(k, "k")
     x = check_group(x, "x", min_size=k + 1)
     y = check_group(y, "y", min_size=k)
-    return _knn_kl_sorted(x, np.sort(x), np.sort(y), k) / log_base_divisor(base)
+    return knn_kl_sorted(x, np.sort(x), np.sort(y), k) / log_base_divisor(base)
 
 
 # ----------------------------------------------------------------------------- binless

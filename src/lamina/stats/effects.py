@@ -57,6 +57,21 @@ def hedges_g(a, b) -> float:
     return float(hedges_correction(df) * (a.mean() - b.mean()) / math.sqrt(pooled))
 
 
+#: Standard normal 97.5th percentile, for 95% intervals.
+Z_975 = 1.959963984540054
+
+
+def hedges_g_se(g: float, n1: int, n2: int) -> float:
+    """Large-sample standard error of Hedges' g (Hedges & Olkin 1985, eq. 5.8.13)."""
+    return math.sqrt((n1 + n2) / (n1 * n2) + g * g / (2.0 * (n1 + n2)))
+
+
+def hedges_g_ci(g: float, n1: int, n2: int) -> tuple[float, float]:
+    """The 95% normal-approximation interval ``g -/+ 1.96 SE(g)``."""
+    se = hedges_g_se(g, n1, n2)
+    return g - Z_975 * se, g + Z_975 * se
+
+
 def auroc(a, b) -> float:
     """Area under the ROC curve: ``P(A > B) + P(A = B) / 2`` for random ``A`` from a, ``B`` from b.
 

@@ -17,10 +17,7 @@ from scipy.special import gammaln
 
 from lamina.errors import InputError
 from lamina.stats._validation import as_finite_1d, check_bin_count, check_positive_int
-
-#: numpy's bin-width rules (:func:`numpy.histogram_bin_edges`), plus ``"knuth"``.
-NUMPY_BIN_RULES = ("auto", "fd", "doane", "scott", "stone", "rice", "sturges", "sqrt")
-BIN_RULES = (*NUMPY_BIN_RULES, "knuth")
+from lamina.stats.catalog import BIN_RULES, NUMPY_BIN_RULES
 
 #: A rule that asks for more bins than this is refused (it would make the
 #: one-hot matrices of the permutation engine unreasonably large).

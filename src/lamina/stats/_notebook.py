@@ -1,8 +1,8 @@
-"""The ``seed`` compatibility mode: the reference notebook's statistic and p-value, exactly.
+"""The ``notebook`` compatibility mode: the reference notebook's statistic and p-value, exactly.
 
 It exists for regression against the reference study (notebook 37,
 "Token prediction and attention KL divergences") and is never the default;
-every result computed with it says ``compat="seed"``. lamina's own statistics
+every result computed with it says ``compat="notebook"``. lamina's own statistics
 are in :mod:`lamina.stats.divergence` and :mod:`lamina.stats.permutation`.
 
 The notebook's ``symmetric_KL(d1, d2, nbins=31)``, reproduced in numpy with the
@@ -36,16 +36,20 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from lamina.backends import OneHotCounts
 from lamina.errors import InputError
-from lamina.stats._validation import as_finite_1d
+from lamina.stats._labellings import block_rows as labelling_block_rows
+from lamina.stats._result import PermutationResult
+from lamina.stats._validation import as_finite_1d, check_bin_count
+from lamina.stats.corrections import fdr_bh, holm
 
 #: What the notebook adds to every probability inside the log.
-SEED_EPSILON = 1e-15
+NOTEBOOK_EPSILON = 1e-15
 #: The notebook's default ``nbins`` (edges, i.e. 30 bins).
-SEED_DEFAULT_EDGES = 31
+NOTEBOOK_DEFAULT_EDGES = 31
 
 
-def seed_linspace(start, end, steps: int) -> np.ndarray:
+def notebook_linspace(start, end, steps: int) -> np.ndarray:
     """``torch.linspace(start, end, steps)`` in float32, bit for bit, in numpy.
 
     torch computes ``step = (end - start) / (steps - 1)`` in float32, then
@@ -65,7 +69,7 @@ def seed_linspace(start, end, steps: int) -> np.ndarray:
     return np.where(i < steps // 2, first, last).astype(np.float32)
 
 
-def seed_bin_indices(values32: np.ndarray, edges32: np.ndarray) -> np.ndarray:
+def notebook_bin_indices(values32: np.ndarray, edges32: np.ndarray) -> np.ndarray:
     """``torch.histogram``'s bin of each float32 value (binary search, last bin closed).
 
     Values must lie within the edges (they do: the edges span the pooled data).
@@ -74,7 +78,7 @@ def seed_bin_indices(values32: np.ndarray, edges32: np.ndarray) -> np.ndarray:
     return np.minimum(idx, edges32.size - 2)
 
 
-def seed_symmetric_kl_from_counts(counts1, counts2) -> np.ndarray:
+def notebook_symmetric_kl_from_counts(counts1, counts2) -> np.ndarray:
     """The notebook's symmetric KL from two histograms' counts, in float32.
 
     ``counts1``, ``counts2``: arrays of shape ``(..., n_bins)`` (counts of the
@@ -87,7 +91,7 @@ def seed_symmetric_kl_from_counts(counts1, counts2) -> np.ndarray:
     y1 = c1 / c1.sum(axis=-1, keepdims=True, dtype=np.float32)
     y2 = c2 / c2.sum(axis=-1, keepdims=True, dtype=np.float32)
     mix = (y1 + y2) / np.float32(2)
-    eps = np.float32(SEED_EPSILON)
+    eps = np.float32(NOTEBOOK_EPSILON)
     with np.errstate(divide="ignore", invalid="ignore"):
         mix_log_mix = np.where(mix > 0, mix * np.log(mix), np.float32(0)).astype(np.float32)
     kl1 = (mix_log_mix - mix * np.log(y1 + eps)).sum(axis=-1, dtype=np.float32) / n_bins
@@ -95,7 +99,7 @@ def seed_symmetric_kl_from_counts(counts1, counts2) -> np.ndarray:
     return ((kl1 + kl2) / np.float32(2)).astype(np.float32)
 
 
-def seed_kl_div(target, input_) -> float:
+def notebook_kl_div(target, input_) -> float:
     """The notebook's ``F.kl_div(log(input_ + 1e-15), target, reduction='batchmean')`` on counts.
 
     ``target``, ``input_``: histogram counts (or probabilities) on the same
@@ -107,13 +111,13 @@ def seed_kl_div(target, input_) -> float:
     q = np.asarray(input_, dtype=np.float32)
     p = p / p.sum(dtype=np.float32)
     q = q / q.sum(dtype=np.float32)
-    eps = np.float32(SEED_EPSILON)
+    eps = np.float32(NOTEBOOK_EPSILON)
     with np.errstate(divide="ignore", invalid="ignore"):
         terms = np.where(p > 0, p * (np.log(p) - np.log(q + eps)), np.float32(0))
     return float(terms.sum(dtype=np.float32) / np.float32(p.size))
 
 
-def seed_symmetric_kl(d1, d2, nbins: int = SEED_DEFAULT_EDGES) -> float:
+def notebook_symmetric_kl(d1, d2, nbins: int = NOTEBOOK_DEFAULT_EDGES) -> float:
     """The reference notebook's ``symmetric_KL(d1, d2, nbins)``, exactly (see the module docstring).
 
     ``d1``, ``d2``: the two samples (converted to float32, as the notebook's
@@ -125,14 +129,14 @@ def seed_symmetric_kl(d1, d2, nbins: int = SEED_DEFAULT_EDGES) -> float:
     b = as_finite_1d(d2, "d2").astype(np.float32)
     lo = min(a.min(), b.min())
     hi = max(a.max(), b.max())
-    edges = seed_linspace(lo, hi, nbins)
+    edges = notebook_linspace(lo, hi, nbins)
     n_bins = edges.size - 1
-    c1 = np.bincount(seed_bin_indices(a, edges), minlength=n_bins)
-    c2 = np.bincount(seed_bin_indices(b, edges), minlength=n_bins)
-    return float(seed_symmetric_kl_from_counts(c1, c2))
+    c1 = np.bincount(notebook_bin_indices(a, edges), minlength=n_bins)
+    c2 = np.bincount(notebook_bin_indices(b, edges), minlength=n_bins)
+    return float(notebook_symmetric_kl_from_counts(c1, c2))
 
 
-def seed_pvalue(null, observed) -> float:
+def notebook_pvalue(null, observed) -> float:
     """The notebook's p-value ``(null > observed).sum() / len(null)``: can be 0, ignores ties."""
     arr = np.asarray(null, dtype=np.float64).ravel()
     if arr.size == 0:
@@ -140,7 +144,7 @@ def seed_pvalue(null, observed) -> float:
     return float((arr > float(observed)).sum() / arr.size)
 
 
-def seed_labellings(
+def notebook_labellings(
     labels: np.ndarray, n_permutations: int, n_layers: int, seed: int, *, block_rows: int
 ) -> Iterator[tuple[int, np.ndarray]]:
     """The notebook's permutations: ``np.random.permutation(labels)``, fresh for every layer.
@@ -161,3 +165,101 @@ def seed_labellings(
                 block[r] = state.permutation(labels)
             yield layer, block
             done += rows
+
+
+def _check_notebook_options(statistic: str, bins, alternative: str, base, exact) -> int:
+    """Refuse what the notebook did not do; returns the number of bins."""
+    if statistic not in ("js", "notebook_symmetric_kl"):
+        raise InputError(
+            f"compat='notebook' reproduces the notebook's symmetric KL only, not {statistic!r}; "
+            "drop compat or pass statistic='js'."
+        )
+    if isinstance(bins, str):
+        raise InputError(
+            f"compat='notebook' needs an integer bin count, not the rule {bins!r} (the notebook "
+            "used 30 bins, i.e. 31 edges)."
+        )
+    n_bins = check_bin_count(bins)
+    if alternative != "greater":
+        raise InputError(
+            "compat='notebook' has only the notebook's one-sided p-value; drop alternative."
+        )
+    if base is not None:
+        raise InputError("compat='notebook' reports nats as the notebook does; pass base=None.")
+    if exact:
+        raise InputError("the notebook has no exact test; drop exact=True or compat='notebook'.")
+    return n_bins
+
+
+def notebook_permutation_test(
+    matrix: np.ndarray,
+    lab: np.ndarray,
+    statistic: str,
+    bins,
+    n_permutations: int,
+    alternative: str,
+    seed: int,
+    base,
+    exact: bool | None,
+    backend: str,
+    progress: bool,
+) -> PermutationResult:
+    """The reference notebook's Part 5/6 permutation loop (compat='notebook'), without the loop.
+
+    Takes the engine's validated values matrix and labels; returns a
+    :class:`~lamina.stats.permutation.PermutationResult` whose ``pvalue_maxstat`` is NaN.
+    """
+    from tqdm.auto import tqdm
+
+    n_bins = _check_notebook_options(statistic, bins, alternative, base, exact)
+    n, n_cols = matrix.shape
+    values32 = matrix.astype(np.float32)
+    edges = []
+    index = np.empty((n, n_cols), dtype=np.int64)
+    for j in range(n_cols):
+        e = notebook_linspace(values32[:, j].min(), values32[:, j].max(), n_bins + 1)
+        edges.append(e)
+        index[:, j] = notebook_bin_indices(values32[:, j], e)
+    layer_counts = [
+        OneHotCounts(index[:, j : j + 1], np.array([n_bins]), backend) for j in range(n_cols)
+    ]
+    pooled = [np.bincount(index[:, j], minlength=n_bins) for j in range(n_cols)]
+
+    def statistic_of(j: int, block: np.ndarray) -> np.ndarray:
+        ((_, _, counts_true),) = list(layer_counts[j](block))
+        return notebook_symmetric_kl_from_counts(counts_true, pooled[j] - counts_true)
+
+    observed = np.array([statistic_of(j, lab[None, :])[0] for j in range(n_cols)], dtype=np.float64)
+    null = np.empty((n_permutations, n_cols))
+    filled = np.zeros(n_cols, dtype=np.int64)
+    blocks = notebook_labellings(
+        lab, n_permutations, n_cols, seed, block_rows=labelling_block_rows(n)
+    )
+    with tqdm(total=n_permutations * n_cols, disable=not progress, unit="perm") as bar:
+        for j, block in blocks:
+            null[filled[j] : filled[j] + block.shape[0], j] = statistic_of(j, block)
+            filled[j] += block.shape[0]
+            bar.update(block.shape[0])
+    pvalue = np.array([notebook_pvalue(null[:, j], observed[j]) for j in range(n_cols)])
+    return PermutationResult(
+        statistic=observed,
+        null_distribution=null,
+        pvalue=pvalue,
+        pvalue_maxstat=np.full(n_cols, np.nan),
+        pvalue_holm=holm(pvalue),
+        pvalue_fdr=fdr_bh(pvalue),
+        n_permutations=n_permutations,
+        exact=False,
+        statistic_name="notebook_symmetric_kl",
+        alternative="greater",
+        seed=seed,
+        bins=n_bins,
+        base=None,
+        compat="notebook",
+        n_true=int(lab.sum()),
+        n_false=n - int(lab.sum()),
+        n_bins=np.full(n_cols, n_bins, dtype=np.int64),
+        edges=tuple(e.astype(np.float64) for e in edges),
+        backend=backend,
+        pvalue_rule="#(null > observed) / m (the reference notebook's)",
+    )

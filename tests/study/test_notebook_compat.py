@@ -1,4 +1,4 @@
-"""`--compat seed` reproduces the reference notebook's numbers.
+"""`--compat notebook` reproduces the reference notebook's numbers.
 
 The notebook's code (Parts 1-6 of project 37) is transcribed below as written,
 on a tiny random-init GPT-2 instead of gpt2-large, with the layer of Parts 3-5
@@ -15,8 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from lamina.pipeline import run_study
 from lamina.sources import load_model, load_text
-from lamina.study import StudyOptions, run_study
+from lamina.study import StudyOptions
 from notebook import symmetric_KL
 from study.token_tables import save_tiny_gpt2, tiny_study_text
 
@@ -159,14 +160,14 @@ def compared(tmp_path_factory):
     root = tmp_path_factory.mktemp("seed")
     save_tiny_gpt2(root / "model")
     (root / "text.txt").write_text(tiny_study_text(), encoding="utf-8")
-    options = StudyOptions(layer=LAYER, permutations=PERMUTATIONS, seed=SEED, compat="seed")
+    options = StudyOptions(layer=LAYER, permutations=PERMUTATIONS, seed=SEED, compat="notebook")
     run = run_study(
         str(root / "model"),
         str(root / "text.txt"),
         root / "out",
         options=options,
         progress=False,
-        command_line="lamina run --compat seed",
+        command_line="lamina run --compat notebook",
     )
     loaded = load_model(str(root / "model"), device="cpu", progress=False)
     text = load_text(str(root / "text.txt"), keep_boilerplate=True).text
@@ -176,7 +177,7 @@ def compared(tmp_path_factory):
 
 def test_part2_accuracy_and_lengths(compared):
     run, nb = compared
-    p2 = run.result.part2
+    p2 = run.result.to_dict()["part2"]
     assert p2["n_tokens"] == nb["prediction_acc"].size == 128
     assert p2["n_correct"] == int(nb["prediction_acc"].sum()) >= 2
     assert p2["accuracy"] == nb["prediction_acc"].mean()
@@ -187,7 +188,7 @@ def test_part2_accuracy_and_lengths(compared):
 
 def test_part3_histograms(compared):
     run, nb = compared
-    p3 = run.result.part3
+    p3 = run.result.to_dict()["part3"]
     np.testing.assert_allclose(p3["edges"], nb["histbins"], rtol=1e-6)
     np.testing.assert_allclose(p3["probability_correct"], nb["yC"], rtol=1e-6)
     np.testing.assert_allclose(p3["probability_incorrect"], nb["yI"], rtol=1e-6)
@@ -200,18 +201,18 @@ def test_part3_histograms(compared):
 
 def test_part4_divergences_and_sweep(compared):
     run, nb = compared
-    ab = run.result.part4["at_bins"]
+    ab = run.result.to_dict()["part4"]["at_bins"]
     assert ab["kl_incorrect_correct"]["nats"] == pytest.approx(nb["c2i"], rel=1e-5)
     assert ab["kl_correct_incorrect"]["nats"] == pytest.approx(nb["i2c"], rel=1e-5)
     assert ab["js"]["nats"] == pytest.approx(nb["symKL"], rel=1e-5)
-    sweep = run.result.part4["js_sweep"]
+    sweep = run.result.to_dict()["part4"]["js_sweep"]
     assert sweep["edges"] == list(range(10, 51))
     np.testing.assert_allclose(sweep["js_nats"], nb["kl_divs"], rtol=1e-5)
 
 
 def test_part5_statistic_null_and_pvalue(compared):
     run, nb = compared
-    p5 = run.result.part5
+    p5 = run.result.to_dict()["part5"]
     assert p5["statistic"] == pytest.approx(nb["part5_kldiv"], rel=1e-5)
     np.testing.assert_allclose(p5["null_distribution"], nb["part5_null"], rtol=1e-5, atol=1e-9)
     assert p5["pvalue"] == nb["part5_pval"]
@@ -219,7 +220,7 @@ def test_part5_statistic_null_and_pvalue(compared):
 
 def test_part6_laminar_profile(compared):
     run, nb = compared
-    rows = run.result.part6["layers"]
+    rows = run.result.to_dict()["part6"]["layers"]
     assert len(rows) == len(nb["rows"]) == 2
     for row, expected in zip(rows, nb["rows"], strict=True):
         assert row["difference"] == pytest.approx(expected["diff"], rel=1e-4, abs=1e-6)
@@ -229,16 +230,16 @@ def test_part6_laminar_profile(compared):
         assert row["null_max"] == pytest.approx(expected["null_max"], rel=1e-5)
         assert row["null_mean"] == pytest.approx(expected["null_mean"], rel=1e-5)
         assert row["significant"] == expected["significant"]
-    assert run.result.part6["correction"] == "none"
+    assert run.result.to_dict()["part6"]["correction"] == "none"
 
 
-def test_every_output_says_seed_mode(compared):
+def test_every_output_says_notebook_mode(compared):
     run, _ = compared
     out = run.outputs
     results = run.result.to_dict()
-    assert results["compat"] == "seed"
-    assert "seed compatibility mode" in results["compat_note"]
+    assert results["compat"] == "notebook"
+    assert "notebook compatibility mode" in results["compat_note"]
     assert results["part1"]["text"]["boilerplate"] != "stripped"
     assert results["part1"]["windows"]["window"] == 128
-    assert out.layers.read_text().splitlines()[1].endswith(",seed")
-    assert "Seed compatibility mode" in out.report.read_text()
+    assert out.layers.read_text().splitlines()[1].endswith(",notebook")
+    assert "Notebook compatibility mode" in out.report.read_text()

@@ -1,4 +1,4 @@
-"""compat='seed' against a direct torch transcription of the reference notebook."""
+"""compat='notebook' against a direct torch transcription of the reference notebook."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from lamina.errors import InputError
 from lamina.stats import (
     js_divergence,
     permutation_test,
-    seed_kl_div,
-    seed_pvalue,
-    seed_symmetric_kl,
 )
-from lamina.stats.seed import seed_linspace
+from lamina.stats._notebook import (
+    notebook_kl_div,
+    notebook_linspace,
+    notebook_pvalue,
+    notebook_symmetric_kl,
+)
 from notebook import notebook_loop as notebook
 
 
@@ -35,38 +37,38 @@ def test_linspace_matches_torch_bit_for_bit(seed):
         lo = lo + np.float32(rng.normal() * 3)
         steps = int(rng.integers(2, 80))
         expected = torch.linspace(torch.tensor(lo), torch.tensor(hi), steps).numpy()
-        np.testing.assert_array_equal(seed_linspace(lo, hi, steps), expected)
+        np.testing.assert_array_equal(notebook_linspace(lo, hi, steps), expected)
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_symmetric_kl_and_its_bin_sweep_match_the_notebook(seed):
     log_norms, correct = _log_norm_groups(seed)
     c, i = log_norms[correct], log_norms[~correct]
-    assert seed_symmetric_kl(c.numpy(), i.numpy()) == pytest.approx(
+    assert notebook_symmetric_kl(c.numpy(), i.numpy()) == pytest.approx(
         float(notebook.symmetric_KL(c, i)), abs=1e-6, rel=1e-6
     )
     sweep = notebook.bincount_sweep(c, i)  # nbins (edges) 10..50
-    ours = [seed_symmetric_kl(c.numpy(), i.numpy(), int(nb)) for nb in range(10, 51)]
+    ours = [notebook_symmetric_kl(c.numpy(), i.numpy(), int(nb)) for nb in range(10, 51)]
     np.testing.assert_allclose(ours, sweep, rtol=1e-6, atol=1e-6)
 
 
-def test_seed_statistic_is_not_js_and_scales_with_the_bin_count():
+def test_notebook_statistic_is_not_js_and_scales_with_the_bin_count():
     log_norms, correct = _log_norm_groups(7)
     c, i = log_norms[correct].numpy(), log_norms[~correct].numpy()
-    edges = seed_linspace(min(c.min(), i.min()), max(c.max(), i.max()), 31)
+    edges = notebook_linspace(min(c.min(), i.min()), max(c.max(), i.max()), 31)
     counts_c = np.histogram(c, edges)[0]
     counts_i = np.histogram(i, edges)[0]
     # the notebook's value is KL(mix || each) / n_bins, not JS
-    assert seed_symmetric_kl(c, i) != pytest.approx(js_divergence(counts_c, counts_i), rel=0.1)
+    assert notebook_symmetric_kl(c, i) != pytest.approx(js_divergence(counts_c, counts_i), rel=0.1)
 
 
-def test_seed_pvalue_is_the_notebooks():
+def test_notebook_pvalue_is_the_notebooks():
     null = np.array([0.1, 0.2, 0.2, 0.3])
-    assert seed_pvalue(null, 0.2) == 0.25  # ties do not count
-    assert seed_pvalue(null, 0.5) == 0.0  # can be zero
+    assert notebook_pvalue(null, 0.2) == 0.25  # ties do not count
+    assert notebook_pvalue(null, 0.5) == 0.0  # can be zero
 
 
-def test_permutation_test_seed_mode_reproduces_the_notebook_loop():
+def test_permutation_test_notebook_mode_reproduces_the_notebook_loop():
     rng = np.random.default_rng(3)
     n, n_layers, m = 200, 3, 40
     acts = {
@@ -81,11 +83,11 @@ def test_permutation_test_seed_mode_reproduces_the_notebook_loop():
     log_norms = np.stack(
         [torch.norm(acts[f"attn_L{j}"][0], dim=-1).log().numpy() for j in range(n_layers)], axis=1
     )
-    res = permutation_test(log_norms, correct, n_permutations=m, seed=17, compat="seed")
+    res = permutation_test(log_norms, correct, n_permutations=m, seed=17, compat="notebook")
     np.testing.assert_allclose(res.statistic, kldivs, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(res.null_distribution, kl_perms, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(res.pvalue, pvals)
-    assert res.compat == "seed" and res.statistic_name == "seed_symmetric_kl"
+    assert res.compat == "notebook" and res.statistic_name == "notebook_symmetric_kl"
     assert np.isnan(res.pvalue_maxstat).all()
     assert res.n_bins.tolist() == [30] * n_layers  # 31 edges
 
@@ -100,14 +102,14 @@ def test_permutation_test_seed_mode_reproduces_the_notebook_loop():
         {"exact": True},
     ],
 )
-def test_seed_mode_refuses_what_the_notebook_did_not_do(kwargs):
+def test_notebook_mode_refuses_what_the_notebook_did_not_do(kwargs):
     log_norms, correct = _log_norm_groups(1, n=50)
     with pytest.raises(InputError):
-        permutation_test(log_norms.numpy(), correct, compat="seed", n_permutations=5, **kwargs)
+        permutation_test(log_norms.numpy(), correct, compat="notebook", n_permutations=5, **kwargs)
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_seed_kl_div_is_the_notebooks_f_kl_div(seed):
+def test_notebook_kl_div_is_the_notebooks_f_kl_div(seed):
     """Part 4's c2i / i2c: F.kl_div(log(y + 1e-15), target, reduction='batchmean')."""
     rng = np.random.default_rng(seed)
     counts_c = rng.integers(0, 40, size=30)
@@ -118,5 +120,5 @@ def test_seed_kl_div_is_the_notebooks_f_kl_div(seed):
     yc, yi = yc / yc.sum(), yi / yi.sum()
     c2i = torch.nn.functional.kl_div(torch.log(yc + 1e-15), yi, reduction="batchmean")
     i2c = torch.nn.functional.kl_div(torch.log(yi + 1e-15), yc, reduction="batchmean")
-    assert seed_kl_div(counts_i, counts_c) == pytest.approx(float(c2i), rel=1e-6, abs=1e-7)
-    assert seed_kl_div(counts_c, counts_i) == pytest.approx(float(i2c), rel=1e-6, abs=1e-7)
+    assert notebook_kl_div(counts_i, counts_c) == pytest.approx(float(c2i), rel=1e-6, abs=1e-7)
+    assert notebook_kl_div(counts_c, counts_i) == pytest.approx(float(i2c), rel=1e-6, abs=1e-7)

@@ -1,0 +1,164 @@
+"""The ``lamina`` command line: argument parsing, exit codes and progress; no science.
+
+Each command is a function in :mod:`.commands`; the options they share are
+defined once in :mod:`.options`. User errors (:class:`lamina.errors.LaminaError`)
+print one line and exit 2; ``--debug`` (before or after the command) shows the
+traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from lamina import __version__
+from lamina.errors import LaminaError
+
+
+def _command_line(argv: Sequence[str] | None) -> str:
+    words = list(sys.argv[1:] if argv is None else argv)
+    return shlex.join(["lamina", *words])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lamina.cli.options import common_parent
+
+    parser = argparse.ArgumentParser(
+        prog="lamina",
+        description="Does what each layer of a causal LM writes differ between the "
+        "tokens it predicts right and the tokens it predicts wrong?",
+    )
+    parser.add_argument("--version", action="version", version=f"lamina {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    common = [common_parent()]
+
+    def command(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, parents=common)
+        p.set_defaults(func=func)
+        return p
+
+    _add_source_commands(command)
+    _add_study_commands(command)
+    return parser
+
+
+def _add_source_commands(command) -> None:
+    """info, prepare, sites and extract: the model, the text and the token table."""
+    from lamina.cli import commands
+    from lamina.cli.options import (
+        add_model_args,
+        add_progress_arg,
+        add_site_args,
+        add_text_args,
+        add_window_args,
+    )
+
+    p = command("info", commands.cmd_info, "load a model and a text and describe both")
+    add_model_args(p)
+    add_text_args(p)
+    add_progress_arg(p)
+
+    p = command(
+        "prepare",
+        commands.cmd_prepare,
+        "pre-seed the text cache (Alice) and cache the embedded model's weights",
+    )
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    p = command("sites", commands.cmd_sites, "print the module read for every site of every layer")
+    add_model_args(p)
+    add_site_args(p, default="attn_out,mlp_out,resid_post,attn_head")
+    add_progress_arg(p)
+
+    p = command(
+        "extract",
+        commands.cmd_extract,
+        "score every token of a text and write each layer's norms to a token table",
+    )
+    add_model_args(p)
+    add_text_args(p)
+    add_site_args(p, default="attn_out")
+    add_window_args(p, default="all")
+    p.add_argument(
+        "--out",
+        default="tokens.parquet",
+        metavar="PATH",
+        help="token table to write (Parquet; default: tokens.parquet)",
+    )
+    add_progress_arg(p)
+
+
+def _add_study_commands(command) -> None:
+    """run, analyze and report: the study and its outputs."""
+    from lamina.cli import commands
+    from lamina.cli.options import (
+        add_analysis_args,
+        add_model_args,
+        add_progress_arg,
+        add_text_args,
+        add_window_args,
+    )
+
+    p = command(
+        "run",
+        commands.cmd_run,
+        "the whole study: extract (or re-use DIR/tokens.parquet), analyse, write "
+        "results, figures and the report",
+    )
+    add_model_args(p)
+    add_text_args(p)
+    add_window_args(p, default="middle")
+    add_analysis_args(p)
+    p.add_argument(
+        "--out", default="lamina-out", metavar="DIR", help="output directory (default: lamina-out)"
+    )
+    p.add_argument(
+        "--no-reuse",
+        action="store_true",
+        help="extract again even if DIR/tokens.parquet matches the model, text and windows",
+    )
+    add_progress_arg(p)
+
+    p = command(
+        "analyze", commands.cmd_analyze, "re-run every analysis on a token table (no model needed)"
+    )
+    p.add_argument("table", metavar="TABLE", help="a token table (tokens.parquet)")
+    p.add_argument(
+        "--out", default=None, metavar="DIR", help="output directory (default: the table's)"
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        metavar="M",
+        help="refuse the table unless it was captured from this model spec",
+    )
+    add_analysis_args(p)
+    add_progress_arg(p)
+
+    p = command(
+        "report", commands.cmd_report, "rebuild DIR/report.html from DIR/results.json and figures"
+    )
+    p.add_argument("dir", metavar="DIR", help="a study output directory")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.command_line = _command_line(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LaminaError as exc:
+        if args.debug:
+            raise
+        print(f"lamina: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lamina: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

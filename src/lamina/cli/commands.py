@@ -1,0 +1,156 @@
+"""One function per ``lamina`` command: options in, library calls, lines out; no science."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lamina.cli.options import (
+    model_kwargs,
+    study_options,
+    text_kwargs,
+    window_options,
+)
+
+
+def _progress(args: argparse.Namespace) -> bool | None:
+    """False when --no-progress, else None (bars on a terminal only)."""
+    return False if getattr(args, "no_progress", False) else None
+
+
+def _show_loading(args: argparse.Namespace) -> bool:
+    return _progress(args) is not False and sys.stderr.isatty()
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from lamina.sources import load_model, load_text
+
+    # The text first: its errors are instant, the model takes seconds to load.
+    text = load_text(args.text, **text_kwargs(args))
+    loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
+    encoded = loaded.tokenizer(text.text, add_special_tokens=False, verbose=False)
+    n_tokens = len(encoded["input_ids"])
+    print(loaded.report.format())
+    print()
+    print(text.provenance.format())
+    print(f"tokens        {n_tokens:,} ({loaded.report.name} tokenizer, no special tokens)")
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from lamina.sources import prepare
+
+    prepare(verbose=not args.quiet)
+    return 0
+
+
+def cmd_sites(args: argparse.Namespace) -> int:
+    from lamina.capture import resolve_sites
+    from lamina.sources import load_model
+
+    loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
+    resolved = resolve_sites(loaded.model, args.sites, args.site_template)
+    print(
+        f"{loaded.report.name}: {resolved.model_type}, {resolved.n_layers} layers, "
+        f"{resolved.n_heads} attention heads"
+    )
+    how = {"family": "known family", "discovery": "found by discovery", "template": "given"}
+    for site in resolved.sites:
+        print(f"  {site:<10} {resolved.templates[site]}  ({how[resolved.source[site]]})")
+    if "attn_head" in resolved.sites:
+        print(
+            f"  attn_head reads the input of the attn_out module, split into "
+            f"{resolved.n_heads} heads"
+        )
+    columns = [site for site in resolved.sites if site != "attn_head"] or ["attn_head"]
+    rows = [
+        [str(layer), *(resolved.module_path(site, layer) for site in columns)]
+        for layer in range(resolved.n_layers)
+    ]
+    header = ["layer", *columns]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    print()
+    for row in [header, *rows]:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
+    return 0
+
+
+def cmd_extract(args: argparse.Namespace) -> int:
+    from lamina.capture import extract
+    from lamina.sources import load_model, load_text
+    from lamina.table import table_metadata, write_table
+
+    windows = window_options(args)
+    text = load_text(args.text, **text_kwargs(args))
+    loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
+    table = extract(
+        loaded,
+        text,
+        sites=args.sites,
+        windows=windows.mode,
+        window=windows.window,
+        stride=windows.stride,
+        batch_size=windows.batch_size,
+        max_tokens=windows.max_tokens,
+        bos=windows.bos,
+        site_template=args.site_template,
+        progress=_progress(args),
+        command_line=args.command_line,
+    )
+    write_table(table, args.out)
+    n_scored = table.num_rows
+    n_correct = int(table.column("correct").to_numpy().sum())
+    seconds = table_metadata(table)["seconds"]
+    print(
+        f"scored {n_scored:,} tokens: top-1 accuracy {n_correct / n_scored:.3f} "
+        f"({n_correct:,}/{n_scored:,}) in {seconds:.1f} s "
+        f"({n_scored / max(seconds, 1e-9):,.0f} tokens/s) -> {args.out}"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from lamina.pipeline import run_study
+    from lamina.report.summary import format_summary
+
+    run = run_study(
+        args.model,
+        args.text,
+        args.out,
+        options=study_options(args),
+        windows=window_options(args),
+        keep_boilerplate=args.keep_boilerplate,
+        model_kwargs=model_kwargs(args),
+        reuse=not args.no_reuse,
+        progress=_progress(args),
+        command_line=args.command_line,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    print(format_summary(run.result.to_dict(), str(run.outputs.report)))
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lamina.pipeline import analyze_path
+    from lamina.report.summary import format_summary
+
+    out = args.out if args.out is not None else str(Path(args.table).parent)
+    run = analyze_path(
+        args.table,
+        out,
+        options=study_options(args),
+        expect_model=args.model,
+        command_line=args.command_line,
+    )
+    print(format_summary(run.result.to_dict(), str(run.outputs.report)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lamina.pipeline import rebuild_report
+
+    print(f"report: {rebuild_report(args.dir)}")
+    return 0

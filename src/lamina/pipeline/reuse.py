@@ -1,0 +1,49 @@
+"""When a token table already in the output directory can serve a run again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lamina.capture.windows import default_stride, default_window
+from lamina.study.options import WindowOptions
+
+
+def table_matches(
+    meta: Mapping[str, Any],
+    *,
+    model: str,
+    text_sha256: str,
+    windows: WindowOptions,
+    site: str,
+    model_kwargs: Mapping[str, Any] | None = None,
+) -> tuple[bool, str]:
+    """Whether a table's metadata matches a run's model, text and windows; and why not."""
+    model_kwargs = dict(model_kwargs or {})
+    m = meta.get("model", {})
+    if m.get("spec") != model:
+        return False, f"it was captured from model {m.get('spec')!r}, not {model!r}"
+    revision = model_kwargs.get("revision")
+    if revision is not None and m.get("revision") != revision:
+        return False, f"it was captured at revision {m.get('revision')!r}, not {revision!r}"
+    for key in ("dtype", "device"):
+        want = model_kwargs.get(key, "auto")
+        if want not in (None, "auto") and m.get(key) != want:
+            return False, f"it was captured with {key} {m.get(key)!r}, not {want!r}"
+    t = meta.get("text", {})
+    if t.get("sha256") != text_sha256:
+        return False, "it was captured from a different text"
+    w = meta.get("windows", {})
+    window = windows.window
+    if window is None:
+        window = default_window(m.get("context_length"), windows.bos)
+    want = {"mode": windows.mode, "window": window, "bos": windows.bos}
+    want["max_tokens"] = windows.max_tokens
+    if windows.mode == "all":
+        want["stride"] = windows.stride if windows.stride is not None else default_stride(window)
+    for key, value in want.items():
+        if w.get(key) != value:
+            return False, f"it used windows {key}={w.get(key)!r}, not {value!r}"
+    if site not in meta.get("sites", []):
+        return False, f"it has no {site!r} site"
+    return True, "same model, text and windows"

@@ -1,0 +1,68 @@
+"""The report's visual constants: palette, figure sizes and names, matplotlib settings.
+
+Colours are the Okabe-Ito palette (safe for the common colour-vision
+deficiencies); correct predictions are blue, incorrect vermillion, the
+permutation null grey. PNGs are ``FIGURE_SIZES[name] * DPI`` pixels; SVGs are
+deterministic (fixed hash salt, no date).
+"""
+
+from __future__ import annotations
+
+# Okabe & Ito (2008), "Color Universal Design".
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+CORRECT_COLOR = OKABE_ITO["blue"]
+INCORRECT_COLOR = OKABE_ITO["vermillion"]
+NULL_COLOR = "#8C8C8C"
+SIGNIFICANT_COLOR = OKABE_ITO["bluish_green"]
+
+DPI = 150
+JITTER_STREAM = 2
+FIGURE_SIZES: dict[str, tuple[float, float]] = {
+    "part2_accuracy": (10.0, 3.8),
+    "part3_layer_histograms": (8.0, 4.2),
+    "part4_divergences": (10.0, 4.6),
+    "part5_significance": (8.0, 3.8),
+    "part6_laminar_profile": (10.0, 7.0),
+}
+FIGURE_NAMES: tuple[str, ...] = tuple(FIGURE_SIZES)
+FIGURE_TITLES = {
+    "part2_accuracy": "Part 2: prediction accuracy",
+    "part3_layer_histograms": "Part 3: log-norms at one layer",
+    "part4_divergences": "Part 4: divergences and the number of bins",
+    "part5_significance": "Part 5: permutation test at one layer",
+    "part6_laminar_profile": "Part 6: laminar profile over all layers",
+}
+
+RC_PARAMS = {
+    "axes.spines.right": False,
+    "axes.spines.top": False,
+    "axes.titleweight": "bold",
+    "axes.titlesize": 10.5,
+    "axes.titlelocation": "left",
+    "axes.labelsize": 9.5,
+    "xtick.labelsize": 8.5,
+    "ytick.labelsize": 8.5,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "font.family": "DejaVu Sans",
+    "svg.hashsalt": "lamina",
+    "svg.fonttype": "path",
+    "path.simplify": True,
+}
+SVG_METADATA = {"Date": None}
+PNG_METADATA = {"Software": None}
+
+
+def pixel_size(name: str) -> tuple[int, int]:
+    """(width, height) in pixels of a figure's PNG."""
+    w, h = FIGURE_SIZES[name]
+    return round(w * DPI), round(h * DPI)

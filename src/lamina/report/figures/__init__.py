@@ -1,0 +1,30 @@
+"""The study's figures (Parts 2-6), rendered with matplotlib's Agg backend.
+
+Every figure is built from a ``results.json`` dict (plus the per-token arrays of
+Part 2's strip plot, from :class:`lamina.study.result.StudyData`) and rendered
+to PNG and SVG bytes in memory; the pipeline writes them. Part 1 (model and
+capture) is a table in the report, not a figure. One module per figure;
+:mod:`.render` draws them all.
+
+Significance is shown by filled (significant) vs open (not significant)
+markers, so it survives greyscale printing.
+"""
+
+from lamina._lazy import lazy_exports
+
+_EXPORTS = {
+    "DPI": "lamina.report._style",
+    "FIGURE_NAMES": "lamina.report._style",
+    "FIGURE_SIZES": "lamina.report._style",
+    "FIGURE_TITLES": "lamina.report._style",
+    "figure_part2": ".accuracy",
+    "figure_part3": ".layer",
+    "figure_part4": ".divergences",
+    "figure_part5": ".significance",
+    "figure_part6": ".profile",
+    "render_figures": ".render",
+    "warm_up": ".render",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

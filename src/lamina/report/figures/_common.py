@@ -1,0 +1,47 @@
+"""Helpers every figure uses: axis labels from the statistic catalogue, display units."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lamina.report._style import DPI, FIGURE_SIZES, OKABE_ITO
+from lamina.stats.catalog import LN2, axis_label, is_divergence
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def statistic_axis_label(results: Mapping[str, Any]) -> str:
+    """The axis label of the study's statistic, in display units."""
+    return axis_label(results["parameters"]["statistic_computed"])
+
+
+def display(values: Any, statistic: str) -> np.ndarray:
+    """Statistic values in display units: bits for divergences, else unchanged."""
+    arr = np.asarray(values, dtype=np.float64)
+    return arr / LN2 if is_divergence(statistic) else arr
+
+
+def norm_label(site: str, layer: int | None = None) -> str:
+    where = f" at layer {layer}" if layer is not None else ""
+    return f"ln ‖{site}‖₂{where}"
+
+
+def suptitle(fig: Figure, results: Mapping[str, Any]) -> None:
+    if results.get("compat") == "notebook":
+        fig.suptitle(
+            "notebook compatibility mode: the reference notebook's numbers, flaws included",
+            fontsize=8.5,
+            color=OKABE_ITO["vermillion"],
+            x=0.99,
+            ha="right",
+        )
+
+
+def new_figure(name: str) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=FIGURE_SIZES[name], dpi=DPI, layout="constrained")

@@ -1,0 +1,92 @@
+"""Loading helpers shared by the model sources (local folders, GGUF files, the hub)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lamina.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import transformers
+
+SAFETENSORS_INDEX = "model.safetensors.index.json"
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.json",
+    "vocab.txt",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.tiktoken",
+)
+
+
+def reason(exc: BaseException) -> str:
+    """The first sentence of an exception's message, shortened, for a one-sentence error."""
+    text = str(exc).strip()
+    if not text:
+        return type(exc).__name__
+    text = re.split(r"(?<=[.!?])\s", text.splitlines()[0], maxsplit=1)[0].rstrip(".")
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+@contextlib.contextmanager
+def progress_bars(enabled: bool) -> Iterator[None]:
+    """Turn transformers' and huggingface_hub's progress bars off inside the block if asked."""
+    if enabled:
+        yield
+        return
+    import huggingface_hub.utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    transformers_on = hf_logging.is_progress_bar_enabled()
+    hub_off = hub_utils.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    hub_utils.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if transformers_on:
+            hf_logging.enable_progress_bar()
+        if not hub_off:
+            hub_utils.enable_progress_bars()
+
+
+def pickle_refused(spec: str) -> ModelLoadError:
+    return ModelLoadError(
+        f"model {spec!r} only has pickled weights (.bin), which can run arbitrary code when "
+        "loaded: pass --allow-pickle (allow_pickle=True) if you trust its source."
+    )
+
+
+def load_tokenizer(
+    folder: Path, *, spec: str, trust_remote_code: bool, gguf_file: str | None = None
+) -> transformers.PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    no_tokenizer = ModelLoadError(
+        f"model {spec!r} has no tokenizer: save one beside the weights "
+        "(tokenizer.save_pretrained) or use a model that ships its tokenizer."
+    )
+    if gguf_file is None and not any((folder / f).is_file() for f in TOKENIZER_FILES):
+        raise no_tokenizer
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "local_files_only": True}
+    if gguf_file is not None:
+        kwargs["gguf_file"] = gguf_file
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, **kwargs)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(
+            f"cannot load the tokenizer of {spec!r} ({reason(exc)}): save a tokenizer beside "
+            "the weights with tokenizer.save_pretrained."
+        ) from exc
+    if tokenizer is None or isinstance(tokenizer, bool) or len(tokenizer) < 2:
+        raise no_tokenizer
+    return tokenizer

@@ -1,0 +1,242 @@
+"""What a study is asked to do: the analysis options and the windows of the forward pass.
+
+Both are frozen dataclasses validated on construction: a value no analysis can
+use raises :class:`~lamina.errors.InputError` with one sentence, before any model
+is loaded. The defaults are the reference study's design.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lamina.capture.windows import WINDOW_MODES
+from lamina.errors import InputError
+from lamina.stats.catalog import (
+    ALTERNATIVES,
+    BIN_RULES,
+    CORRECTIONS,
+    STATISTICS,
+    is_signed,
+)
+
+#: Compatibility modes: ``notebook`` reproduces the reference notebook, flaws included.
+COMPAT_MODES = ("none", "notebook")
+#: Older names of the compatibility modes, still accepted.
+COMPAT_ALIASES = {"seed": "notebook"}
+#: The statistic the notebook mode computes in place of ``js``.
+NOTEBOOK_STATISTIC = "notebook_symmetric_kl"
+
+NOTEBOOK_COMPAT_NOTE = (
+    "notebook compatibility mode: reproduces the reference notebook's numbers, flaws included "
+    "(symmetric KL divided by the number of bins, p = #(null > observed) / m, "
+    "no multiple-comparison correction, Gutenberg boilerplate kept, the notebook's window); "
+    "use it for regression only"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyOptions:
+    """Analysis options; the defaults are the reference study's design.
+
+    ``bins`` is a number of bins (edges = bins + 1); ``bin_rule`` (a numpy
+    rule such as ``"fd"``, or ``"knuth"``), when given, replaces it.
+    ``sweep_bins`` is the inclusive range of bin counts of the Part 4 sweep.
+    ``alternative=None`` means ``"greater"`` for divergences and distances and
+    ``"two-sided"`` for signed statistics. ``kl_pseudocount`` is added to every
+    bin's count before the asymmetric KL divergences of Part 4 (empty bins make
+    plug-in KL infinite); JS needs none. ``running_mean_tokens`` is the width, in
+    token positions, of the running mean of accuracy in Part 2.
+
+    ``permutations`` is the number of label permutations of the tests of Parts
+    5 and 6. The diagnostics of Part 4 (the null at every bin count of the
+    sweep, and the binless estimators) use ``min(diagnostic_permutations,
+    permutations)`` permutations each: they describe how the estimate depends
+    on the method, and 200 pin a null's mean and spread well at a fraction of
+    the cost.
+
+    ``compat="notebook"`` (alias ``"seed"``) reproduces the reference notebook:
+    its symmetric KL (``statistic`` must be ``"js"``, which it replaces), its
+    permutations and p-value, no correction across layers, and a sweep over the
+    notebook's ``nbins`` arguments (numbers of EDGES, so ``sweep_bins`` (10, 50)
+    is 9..49 bins).
+    """
+
+    site: str = "attn_out"
+    layer: int = 4
+    bins: int = 30
+    bin_rule: str | None = None
+    statistic: str = "js"
+    permutations: int = 1000
+    correction: str = "maxstat"
+    alternative: str | None = None
+    alpha: float = 0.05
+    seed: int = 0
+    sweep_bins: tuple[int, int] = (10, 50)
+    diagnostic_permutations: int = 200
+    kl_pseudocount: float = 0.5
+    running_mean_tokens: int = 64
+    compat: str = "none"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "compat", COMPAT_ALIASES.get(self.compat, self.compat))
+        object.__setattr__(self, "sweep_bins", tuple(self.sweep_bins))
+        self._check_counts()
+        self._check_names()
+        if self.notebook:
+            self._check_notebook()
+
+    def _check_counts(self) -> None:
+        if self.bin_rule is None and self.bins < 2:
+            raise InputError(f"--bins {self.bins} is too few: a histogram needs at least 2 bins.")
+        if self.permutations < 1:
+            raise InputError(
+                f"--permutations {self.permutations} leaves no null distribution: "
+                "give at least 1 (1000 is the default)."
+            )
+        if self.diagnostic_permutations < 1:
+            raise InputError(
+                f"the diagnostic permutations {self.diagnostic_permutations} must be at least 1."
+            )
+        sweep = list(self.sweep_bins)
+        if len(sweep) != 2 or sweep[0] < 2 or sweep[1] < sweep[0]:
+            raise InputError(
+                f"--sweep-bins {' '.join(map(str, sweep))} is not a range of bin counts >= 2: "
+                "give LOW HIGH with 2 <= LOW <= HIGH."
+            )
+        if not 0.0 < self.alpha < 1.0:
+            raise InputError(f"--alpha {self.alpha} must lie strictly between 0 and 1.")
+        if self.kl_pseudocount < 0:
+            raise InputError(f"the KL pseudocount {self.kl_pseudocount} must be >= 0.")
+        if self.running_mean_tokens < 1:
+            raise InputError(
+                f"the running-mean width {self.running_mean_tokens} must be at least 1 token."
+            )
+        if self.layer < 0:
+            raise InputError(f"--layer {self.layer} does not exist: layers are numbered from 0.")
+
+    def _check_names(self) -> None:
+        choices = (
+            ("--statistic", self.statistic, STATISTICS),
+            ("--bin-rule", self.bin_rule, BIN_RULES),
+            ("--correction", self.correction, CORRECTIONS),
+            ("--alternative", self.alternative, ALTERNATIVES),
+            ("--compat", self.compat, COMPAT_MODES),
+        )
+        for option, value, known in choices:
+            if value is not None and value not in known:
+                raise InputError(f"{option} {value!r} is unknown: use one of {', '.join(known)}.")
+
+    def _check_notebook(self) -> None:
+        if self.statistic != "js":
+            raise InputError(
+                f"--compat notebook reproduces the notebook's symmetric KL, not --statistic "
+                f"{self.statistic}; drop --statistic."
+            )
+        if self.bin_rule is not None:
+            raise InputError(
+                "--compat notebook uses the notebook's equal-width bins; drop --bin-rule."
+            )
+        if self.alternative not in (None, "greater"):
+            raise InputError(
+                "--compat notebook has only the notebook's one-sided p-value; drop --alternative."
+            )
+
+    @property
+    def notebook(self) -> bool:
+        """Whether the notebook compatibility mode is on."""
+        return self.compat == "notebook"
+
+    @property
+    def effective_statistic(self) -> str:
+        """The statistic actually computed: the notebook's in the notebook mode."""
+        return NOTEBOOK_STATISTIC if self.notebook else self.statistic
+
+    @property
+    def n_diagnostic_permutations(self) -> int:
+        return min(self.diagnostic_permutations, self.permutations)
+
+    @property
+    def resolved_alternative(self) -> str:
+        if self.alternative is not None:
+            return self.alternative
+        return "two-sided" if is_signed(self.statistic) else "greater"
+
+    @property
+    def resolved_correction(self) -> str:
+        """The correction applied: none in the notebook mode (the notebook corrects nothing)."""
+        return "none" if self.notebook else self.correction
+
+    @property
+    def bins_spec(self) -> int | str:
+        """What the statistics take as ``bins``: the rule when given, else the bin count."""
+        return self.bin_rule if self.bin_rule is not None else self.bins
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as ``results.json`` records them (resolved values included)."""
+        d = dataclasses.asdict(self)
+        d["sweep_bins"] = list(self.sweep_bins)
+        d["alternative"] = self.resolved_alternative
+        d["statistic_computed"] = self.effective_statistic
+        d["diagnostic_permutations"] = self.n_diagnostic_permutations
+        return d
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowOptions:
+    """How the text is cut into windows for the forward pass (see :mod:`lamina.capture.windows`).
+
+    The default is the reference study's: one window from the middle of the
+    text of ``window`` tokens (None: 1024, or the model's context if shorter).
+    ``mode`` is ``"middle"`` or ``"all"``; ``stride`` (``all`` only) defaults to
+    half a window; ``batch_size`` windows share a forward pass; ``max_tokens``
+    caps the scored tokens; ``bos`` prepends the BOS token to every window.
+    """
+
+    mode: str = "middle"
+    window: int | None = None
+    stride: int | None = None
+    batch_size: int = 1
+    max_tokens: int | None = None
+    bos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in WINDOW_MODES:
+            raise InputError(
+                f"--windows {self.mode!r} is unknown: use one of {', '.join(WINDOW_MODES)}."
+            )
+        for option, value in (
+            ("--window", self.window),
+            ("--stride", self.stride),
+            ("--max-tokens", self.max_tokens),
+            ("--batch-size", self.batch_size),
+        ):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"{option} {value!r} must be a positive number.")
+        if self.stride is not None and self.window is not None and self.stride > self.window:
+            raise InputError(
+                f"--stride {self.stride} is longer than the window {self.window}, which would "
+                "leave tokens unscored; use a stride of at most the window."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def notebook_windows(context_length: int) -> WindowOptions:
+    """The notebook's window: ``context_length`` tokens from the middle of the token stream.
+
+    Capture's ``middle`` mode is the notebook's slicing: the window starts at
+    ``n_tokens // 2`` and every position is scored against the next token of
+    the whole stream.
+    """
+    return WindowOptions(mode="middle", window=context_length)
+
+
+def check_windows(options: StudyOptions, windows: WindowOptions) -> None:
+    """Refuse windows the study cannot use with these options (the notebook fixes its own)."""
+    if options.notebook and (windows.mode != "middle" or windows.window is not None):
+        raise InputError(
+            "--compat notebook uses the reference notebook's window (the model's context from "
+            "the middle of the text); drop --windows and --window."
+        )

@@ -1,0 +1,151 @@
+"""From a token table to the arrays every part analyses: columns, log-norms, exclusions.
+
+The site's raw L2 norms become natural-log norms (float64; the notebook mode
+takes logs in float32 as the notebook did). A token whose vector has a zero norm
+(log = -inf) or a non-finite norm at any analysed layer is excluded from Parts
+3-6, counted, and reported; Part 2 uses every scored token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lamina.errors import InputError, TableError
+from lamina.study.options import StudyOptions
+from lamina.table import layer_matrix, site_layers, table_metadata
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+EXCLUSION_RULE = (
+    "a token whose vector has a zero (log = -inf) or non-finite L2 norm at any "
+    "analysed layer is excluded from Parts 3-6"
+)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """The arrays of one site of a token table, ready for the parts.
+
+    Per scored token (``n_tokens``, table order): ``correct``, ``ctx_pos``,
+    ``target_chars``, ``log_norm`` (n_tokens, n_layers) and ``zero`` (the norm
+    was 0); ``keep`` marks the tokens the parts 3-6 use, whose labels and
+    log-norms are ``labels`` and ``values`` (n_kept, n_layers).
+    """
+
+    meta: dict[str, Any]
+    site: str
+    layers: list[int]
+    layer_index: int
+    correct: np.ndarray
+    ctx_pos: np.ndarray
+    target_chars: np.ndarray
+    log_norm: np.ndarray
+    zero: np.ndarray
+    keep: np.ndarray
+    labels: np.ndarray
+    values: np.ndarray
+    exclusions: dict[str, Any]
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.correct.size)
+
+    @property
+    def layer_values(self) -> np.ndarray:
+        """The kept tokens' log-norms at the single layer of Parts 3-5."""
+        return self.values[:, self.layer_index]
+
+
+def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
+    """The site's arrays of ``table``; raises for a layer, site or class size it cannot serve."""
+    meta = table_metadata(table)
+    site = options.site
+    layers = _check_layers(table, meta, site, options.layer)
+    correct = _require_column(table, "correct").astype(bool)
+    ctx_pos = _require_column(table, "ctx_pos").astype(np.int64)
+    target_chars = _require_column(table, "target_chars").astype(np.int64)
+    if correct.size == 0:
+        raise InputError("the token table has no scored tokens; use a longer text or window.")
+    raw = np.asarray(layer_matrix(table, site))  # (n_tokens, n_layers) float32 L2 norms
+    finite = np.isfinite(raw)
+    zero = raw == 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # The notebook takes logs of float32 norms in float32; lamina in float64.
+        log_norm = (
+            np.log(raw).astype(np.float64) if options.notebook else np.log(raw.astype(np.float64))
+        )
+    keep = ~(zero | ~finite).any(axis=1)
+    exclusions = _exclusions(correct, keep, zero, finite, layers)
+    labels = correct[keep]
+    _check_class_sizes(labels, exclusions["n_tokens_excluded"])
+    return Prepared(
+        meta=meta,
+        site=site,
+        layers=layers,
+        layer_index=layers.index(options.layer),
+        correct=correct,
+        ctx_pos=ctx_pos,
+        target_chars=target_chars,
+        log_norm=log_norm,
+        zero=zero,
+        keep=keep,
+        labels=labels,
+        values=log_norm[keep],
+        exclusions=exclusions,
+    )
+
+
+def _check_layers(table: pa.Table, meta: Mapping[str, Any], site: str, layer: int) -> list[int]:
+    layers = list(site_layers(table, site))
+    if not layers:
+        present = ", ".join(meta.get("sites", [])) or "none"
+        raise InputError(
+            f"the token table has no {site!r} columns (sites captured: {present}); "
+            f"pick one of those with --site or re-extract with --site {site}."
+        )
+    if layer not in layers:
+        raise InputError(
+            f"--layer {layer} does not exist: the table has {site} layers "
+            f"{layers[0]}-{layers[-1]}; pick one of them."
+        )
+    return layers
+
+
+def _require_column(table: pa.Table, name: str) -> np.ndarray:
+    if name not in table.column_names:
+        raise TableError(
+            f"the token table has no {name!r} column; re-extract it with this version of lamina."
+        )
+    return table.column(name).to_numpy(zero_copy_only=False)
+
+
+def _exclusions(
+    correct: np.ndarray, keep: np.ndarray, zero: np.ndarray, finite: np.ndarray, layers: list[int]
+) -> dict[str, Any]:
+    return {
+        "rule": EXCLUSION_RULE,
+        "n_tokens_excluded": int((~keep).sum()),
+        "n_correct_excluded": int((~keep & correct).sum()),
+        "n_incorrect_excluded": int((~keep & ~correct).sum()),
+        "zero_norm_by_layer": {str(layer): int(zero[:, j].sum()) for j, layer in enumerate(layers)},
+        "non_finite_by_layer": {
+            str(layer): int((~finite[:, j]).sum()) for j, layer in enumerate(layers)
+        },
+    }
+
+
+def _check_class_sizes(labels: np.ndarray, n_excluded: int) -> None:
+    n_correct, n_incorrect = int(labels.sum()), int((~labels).sum())
+    for name, count in (("correctly", n_correct), ("incorrectly", n_incorrect)):
+        if count < 2:
+            raise InputError(
+                f"only {count} token(s) were predicted {name}"
+                + (f" after excluding {n_excluded} zero-norm token(s)" if n_excluded else "")
+                + "; comparing the classes needs at least 2 of each: use a longer text or "
+                "window, or another model."
+            )

@@ -1,0 +1,155 @@
+"""What a study computed (:class:`StudyResult`) and its ``results.json`` form.
+
+The parts are typed records (:mod:`lamina.study.records`); ``to_dict()`` gives
+the JSON-ready form and :meth:`StudyResult.from_dict` reads it back. Divergences
+are in nats with a ``_bits`` twin; non-finite floats are written as ``null``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lamina.errors import OutputError
+from lamina.study.records import (
+    Accuracy,
+    Capture,
+    Divergences,
+    LaminarProfile,
+    LayerHistograms,
+    Record,
+    Significance,
+    plain,
+)
+
+RESULTS_FORMAT = "lamina.study"
+RESULTS_FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- the study
+
+
+@dataclasses.dataclass
+class StudyData:
+    """Per-token arrays the figures need that are not stored in ``results.json``.
+
+    All arrays have one entry per scored token (``n_tokens``), in table order.
+    """
+
+    correct: np.ndarray  # (n_tokens,) bool
+    ctx_pos: np.ndarray  # (n_tokens,) int, tokens of left context
+    log_norm_layer: np.ndarray  # (n_tokens,) float64, ln of the L2 norm at the single layer
+
+
+@dataclasses.dataclass
+class StudyResult(Record):
+    """Everything the study computed; ``to_dict()`` is ``results.json``.
+
+    ``part1`` ... ``part6`` are the typed parts; ``data`` holds the per-token
+    arrays for the figures and is not serialised.
+    """
+
+    lamina_version: str
+    created: str
+    compat: str
+    compat_note: str | None
+    command_line: str | None
+    parameters: dict[str, Any]
+    units: dict[str, str]
+    provenance: dict[str, Any]
+    exclusions: dict[str, Any]
+    headline: str
+    part1: Capture
+    part2: Accuracy
+    part3: LayerHistograms
+    part4: Divergences
+    part5: Significance
+    part6: LaminarProfile
+    data: StudyData | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict of ``results.json`` (non-finite floats become null)."""
+        out: dict[str, Any] = {"format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION}
+        for f in dataclasses.fields(self):
+            if f.name != "data":
+                out[f.name] = jsonable(plain(getattr(self, f.name)))
+        return out
+
+    def to_json(self) -> str:
+        """``results.json`` text: deterministic (same result, same bytes)."""
+        return dumps_results(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StudyResult:
+        """A result read back from ``results.json`` (without the per-token ``data``)."""
+        return super().from_dict({k: v for k, v in data.items() if k != "data"})
+
+
+# ----------------------------------------------------------------------------- JSON
+
+
+def dumps_results(results: Mapping[str, Any]) -> str:
+    """Serialise a results dict: objects indented, lists of scalars on one line."""
+    return _dumps(results, 0) + "\n"
+
+
+def _dumps(obj: Any, level: int) -> str:
+    pad = "  " * (level + 1)
+    if isinstance(obj, Mapping):
+        if not obj:
+            return "{}"
+        items = [
+            f"{pad}{json.dumps(str(k), ensure_ascii=False)}: {_dumps(v, level + 1)}"
+            for k, v in obj.items()
+        ]
+        return "{\n" + ",\n".join(items) + "\n" + "  " * level + "}"
+    if isinstance(obj, list | tuple):
+        if all(not isinstance(v, Mapping | list | tuple) for v in obj):
+            return "[" + ", ".join(_dumps(v, level + 1) for v in obj) + "]"
+        items = [pad + _dumps(v, level + 1) for v in obj]
+        return "[\n" + ",\n".join(items) + "\n" + "  " * level + "]"
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+
+
+def jsonable(obj: Any) -> Any:
+    """Plain Python for JSON: numpy to builtins, non-finite floats to None."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return [jsonable(v) for v in obj.tolist()]
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return obj
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a ``results.json`` (a file, or a directory holding one) as a dict.
+
+    Raises :class:`OutputError` if it is missing, not JSON, or not lamina's.
+    """
+    given = Path(path)
+    file = given / "results.json" if given.is_dir() or not given.suffix else given
+    if not file.is_file():
+        raise OutputError(
+            f"{file} does not exist; run `lamina run --out {given}` or `lamina analyze` first."
+        )
+    try:
+        results = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{file} is not readable JSON ({exc}); re-run the study.") from exc
+    if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
+        raise OutputError(f"{file} is not a lamina results file; re-run the study.")
+    return results
