@@ -1,0 +1,195 @@
+"""The map of docs/architecture.md, enforced: rooms, the one-way flow, no cycles, short modules.
+
+Every ``import`` in ``src/lamina`` (at any depth, type-only imports included) is
+read with :mod:`ast`, so a forbidden import fails here even inside a function.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "lamina"
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
+
+# lamina's rooms: the second part of a module name; the package itself and its
+# small shared modules (errors, _io, _format, _lazy) form the base every room may use.
+BASE = {"lamina", "lamina.errors", "lamina._io", "lamina._format", "lamina._lazy"}
+
+# What each room may import from lamina (module prefixes), besides itself and the base.
+ALLOWED = {
+    "sources": (),
+    "table": (),
+    "capture": ("lamina.sources", "lamina.table"),
+    "backends": (),
+    "stats": ("lamina.backends",),
+    # the study reads token tables, runs statistics, and knows the window vocabulary
+    "study": ("lamina.table", "lamina.stats", "lamina.capture.windows"),
+    # the report reads study results and the statistics' catalogue, nothing else
+    "report": ("lamina.study.result", "lamina.study.records", "lamina.stats.catalog"),
+    "pipeline": (
+        "lamina.sources",
+        "lamina.table",
+        "lamina.capture",
+        "lamina.backends",
+        "lamina.stats",
+        "lamina.study",
+        "lamina.report",
+    ),
+    "cli": ("lamina.",),
+}
+
+# Third-party packages a room must never import (stats works on arrays, the report on results).
+FORBIDDEN_PACKAGES = {
+    "base": ("torch", "transformers", "scipy", "numpy", "matplotlib", "pyarrow"),
+    "table": ("torch", "transformers"),
+    "stats": ("torch", "transformers", "pyarrow", "matplotlib"),
+    "study": ("torch", "transformers", "matplotlib"),
+    "report": ("torch", "transformers", "scipy", "pyarrow"),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+MODULES = {module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+
+
+def room(module: str) -> str:
+    if module in BASE:
+        return "base"
+    if module == "lamina.__main__":
+        return "cli"
+    return module.split(".")[1]
+
+
+def imports(module: str) -> Iterator[tuple[str, int]]:
+    """(imported module, line) for every import statement of ``module``, at any depth."""
+    path = MODULES[module]
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            yield target, node.lineno
+            for alias in node.names:  # `from pkg import submodule`
+                if f"{target}.{alias.name}" in MODULES:
+                    yield f"{target}.{alias.name}", node.lineno
+
+
+def lamina_edges() -> dict[str, set[str]]:
+    """Module -> the lamina modules it imports.
+
+    Importing ``a.b.c`` also runs the packages ``a`` and ``a.b``; those count,
+    except the importer's own enclosing packages, which Python runs first anyway.
+    """
+    edges: dict[str, set[str]] = {m: set() for m in MODULES}
+    for module in MODULES:
+        enclosing = {".".join(module.split(".")[:k]) for k in range(1, module.count(".") + 1)}
+        for target, _ in imports(module):
+            if not target.startswith("lamina"):
+                continue
+            parts = target.split(".")
+            implied = {".".join(parts[:k]) for k in range(1, len(parts))} - enclosing
+            for name in {target, *implied}:
+                if name in MODULES and name != module:
+                    edges[module].add(name)
+    return edges
+
+
+def test_every_module_belongs_to_a_known_room():
+    rooms = {room(m) for m in MODULES}
+    assert rooms <= {"base", *ALLOWED}, rooms - {"base", *ALLOWED}
+
+
+def test_no_import_runs_against_the_flow():
+    wrong = []
+    for module in MODULES:
+        here = room(module)
+        for target, line in imports(module):
+            if target.startswith("lamina") and target not in BASE:
+                there = room(target)
+                allowed = ALLOWED.get(here, ())
+                ok = here == "cli" or there == here or target.startswith(allowed)
+                if not ok:
+                    wrong.append(f"{module}:{line} imports {target}")
+            top = target.split(".")[0]
+            if top in FORBIDDEN_PACKAGES.get(here, ()):
+                wrong.append(f"{module}:{line} imports {target} ({here} must not use {top})")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_nothing_imports_the_command_line():
+    wrong = [
+        f"{module}:{line}"
+        for module in MODULES
+        if room(module) != "cli"
+        for target, line in imports(module)
+        if target == "lamina.cli" or target.startswith("lamina.cli.")
+    ]
+    assert not wrong, wrong
+
+
+def test_there_is_no_import_cycle():
+    edges = lamina_edges()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for module in sorted(MODULES):
+        if module not in state:
+            visit(module)
+    assert not cycles, "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_and_functions_stay_short(module):
+    text = MODULES[module].read_text(encoding="utf-8")
+    n_lines = text.count("\n")
+    assert n_lines <= MAX_MODULE_LINES, f"{module} has {n_lines} lines"
+    long = [
+        f"{node.name} ({node.end_lineno - node.lineno + 1} lines, line {node.lineno})"
+        for node in ast.walk(ast.parse(text))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES
+    ]
+    assert not long, f"{module}: {', '.join(long)}"
+
+
+def test_the_checks_see_a_forbidden_import(tmp_path, monkeypatch):
+    """The rules are not vacuous: a stats module importing torch or the study is caught."""
+    bad = SRC / "stats" / "_architecture_probe.py"
+    monkeypatch.setitem(MODULES, "lamina.stats._architecture_probe", bad)
+    source = "def f():\n    import torch\n    from lamina.study import analyze_table\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, **kw: source)
+    found = [t for t, _ in imports("lamina.stats._architecture_probe")]
+    assert found == ["torch", "lamina.study"]
+    assert room("lamina.stats._architecture_probe") == "stats"
+    assert "torch" in FORBIDDEN_PACKAGES["stats"]
+    assert not "lamina.study".startswith(ALLOWED["stats"])
