@@ -16,6 +16,12 @@ Columns, in order:
 ``{site}.{layer}``  float32   raw L2 norm of what ``layer`` writes at ``site`` (e.g. ``attn_out.0``)
 ==================  ========  ==============================================================
 
+Optional columns (:data:`OPTIONAL_SCHEMA`) follow the score columns when present,
+in that schema's order: ``doc`` (document index in a corpus), the covariates
+``target_freq``, ``target_repeat``, ``input_is_first``, ``input_is_delimiter``,
+and ``nonfinite`` (a logit or norm of the row was NaN or inf). Tables of format
+version 1 (no optional columns) are still read.
+
 Per-head columns are ``attn_head.{layer}.{head}``. The schema metadata key
 ``lamina`` holds a JSON object describing the model, the text, the windows and
 the sites.
@@ -35,7 +41,9 @@ from lamina._io import atomic_path
 from lamina.errors import TableError
 
 METADATA_KEY = "lamina"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions ``read_table`` accepts (1: before the optional columns existed).
+READABLE_VERSIONS = (1, 2)
 
 SCORE_SCHEMA = pa.schema(
     [
@@ -54,6 +62,20 @@ SCORE_SCHEMA = pa.schema(
 """The per-token columns that precede the site columns, with their types."""
 
 SCORE_COLUMNS: tuple[str, ...] = tuple(SCORE_SCHEMA.names)
+
+OPTIONAL_SCHEMA = pa.schema(
+    [
+        ("doc", pa.int32()),
+        ("target_freq", pa.float32()),
+        ("target_repeat", pa.bool_()),
+        ("input_is_first", pa.bool_()),
+        ("input_is_delimiter", pa.bool_()),
+        ("nonfinite", pa.bool_()),
+    ]
+)
+"""Per-token columns a table may have after the score columns (docs/token-table.md)."""
+
+OPTIONAL_COLUMNS: tuple[str, ...] = tuple(OPTIONAL_SCHEMA.names)
 
 _SITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -140,20 +162,24 @@ def _stack(table: pa.Table, names: list[str]) -> np.ndarray:
 
 
 def build_table(columns: dict[str, np.ndarray], metadata: dict) -> pa.Table:
-    """A token table from column arrays (score columns first) and the ``lamina`` metadata.
+    """A token table from column arrays and the ``lamina`` metadata.
 
-    Score columns are cast to their schema types; every other column is float32.
+    Score columns (all required) and optional columns (those given) are cast to
+    their schema types and come first, in schema order; every other column must
+    be a site column and is float32.
     """
     fields = []
     arrays = []
     for name in SCORE_COLUMNS:
         if name not in columns:
             raise ValueError(f"missing score column {name}")
-        field = SCORE_SCHEMA.field(name)
-        fields.append(field)
-        arrays.append(pa.array(np.asarray(columns[name]), type=field.type))
+    for schema in (SCORE_SCHEMA, OPTIONAL_SCHEMA):
+        for field in schema:
+            if field.name in columns:
+                fields.append(field)
+                arrays.append(pa.array(np.asarray(columns[field.name]), type=field.type))
     for name, values in columns.items():
-        if name in SCORE_COLUMNS:
+        if name in SCORE_COLUMNS or name in OPTIONAL_COLUMNS:
             continue
         if parse_site_column(name) is None:
             raise ValueError(f"not a site column name: {name}")
@@ -198,9 +224,10 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
     if missing:
         raise TableError(f"{path} lacks the token-table columns {', '.join(missing)}.")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise TableError(
             f"{path} has token-table format version {version!r}; this lamina reads "
-            f"version {FORMAT_VERSION}; re-create it with `lamina extract`."
+            f"versions {', '.join(map(str, READABLE_VERSIONS))}; re-create it with "
+            "`lamina extract`."
         )
     return table
