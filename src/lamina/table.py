@@ -17,7 +17,8 @@ Columns, in order:
 ==================  ========  ==============================================================
 
 Optional columns (:data:`OPTIONAL_SCHEMA`) follow the score columns when present,
-in that schema's order: ``doc`` (document index in a corpus), the covariates
+in that schema's order: ``doc`` (document index in a corpus), ``pred_id`` (the
+top-1 prediction), the covariates
 ``target_freq``, ``target_repeat``, ``input_is_first``, ``input_is_delimiter``,
 and ``nonfinite`` (a logit or norm of the row was NaN or inf). Tables of format
 version 1 (no optional columns) are still read.
@@ -66,6 +67,7 @@ SCORE_COLUMNS: tuple[str, ...] = tuple(SCORE_SCHEMA.names)
 OPTIONAL_SCHEMA = pa.schema(
     [
         ("doc", pa.int32()),
+        ("pred_id", pa.int32()),
         ("target_freq", pa.float32()),
         ("target_repeat", pa.bool_()),
         ("input_is_first", pa.bool_()),
