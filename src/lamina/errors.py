@@ -38,3 +38,9 @@ class TableError(LaminaError):
 
 class OutputError(LaminaError):
     """An output path cannot be written."""
+
+
+class ExtractionInterrupted(LaminaError):
+    """Extraction stopped on request (SIGINT) after saving every finished shard."""
+
+    exit_code = 130

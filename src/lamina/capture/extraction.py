@@ -1,41 +1,46 @@
-"""Run a causal LM over a text and build the token table.
+"""Run a causal LM over a text or a corpus and build the token table.
 
-For every window (see :mod:`lamina.capture.windows`) one forward pass of the
-Hugging Face model runs with hooks on the site modules (see
-:mod:`lamina.capture.sites`). Each hook reduces its module's output to one L2
-norm per scored position (float32 accumulation) before the forward pass moves
-on, so no layer's activations outlive its step: memory grows with
-tokens x layers, not tokens x layers x hidden size. The logits of the scored
-positions give the prediction columns (``correct``, ``target_rank``,
-``target_logprob``, ``entropy``), computed in float32 with a few vectorised
-tensor operations per window.
+:func:`extract` tokenizes every document, plans its windows and groups them into
+content-keyed shards (:mod:`lamina.capture.plan`), computes the shards in this
+process (:mod:`lamina.capture.runner`, :mod:`lamina.capture.compute`) or reads
+back those already saved, and assembles the table (:mod:`lamina.capture.assemble`).
+For every window one forward pass of the Hugging Face model runs with hooks on
+the site modules (:mod:`lamina.capture.hooks`), each reducing its module's output
+to one L2 norm per scored position before the forward pass moves on, so no
+layer's activations outlive its step. The distributed engine (Ray) shares the
+plan, the shards and the assembly (:mod:`lamina.capture.ray_engine`).
 """
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import hashlib
-import inspect
+import signal
+import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from lamina import __version__
-from lamina.capture.hooks import NormCapture
-from lamina.capture.scoring import decoded_lengths, score_next_tokens
-from lamina.capture.sites import ResolvedSites, context_length, resolve_sites
+from lamina.capture.assemble import assemble_table
+from lamina.capture.compute import ShardComputer
+from lamina.capture.plan import DEFAULT_SHARD_WINDOWS, Document, ExtractionPlan, plan_extraction
+from lamina.capture.runner import run_local
+from lamina.capture.sites import (
+    ResolvedSites,
+    check_stream_support,
+    context_length,
+    resolve_sites,
+)
 from lamina.capture.windows import (
-    Window,
+    WindowOptions,
     check_window_fits,
     default_stride,
     default_window,
-    plan_windows,
 )
 from lamina.errors import CaptureError, InputError
-from lamina.table import FORMAT_VERSION, SCORE_COLUMNS, build_table
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,22 +53,24 @@ def tokenize(tokenizer: Any, text: str) -> np.ndarray:
     return np.asarray(ids, dtype=np.int64)
 
 
-def _batches(windows: Sequence[Window], batch_size: int) -> Iterator[list[Window]]:
-    """Consecutive windows of equal length, at most ``batch_size`` at a time (no padding)."""
-    group: list[Window] = []
-    for w in windows:
-        if group and (len(group) == batch_size or w.length != group[0].length):
-            yield group
-            group = []
-        group.append(w)
-    if group:
-        yield group
+def documents_of(text: Any, tokenizer: Any) -> tuple[list[Document], dict[str, Any]]:
+    """The documents of a string, a loaded text or a corpus, tokenized; and the text metadata."""
+    if hasattr(text, "documents") and hasattr(text, "text_provenance"):
+        bodies = [(doc.text, doc.provenance.to_dict()) for doc in text.documents]
+        meta = text.text_provenance()
+    else:
+        body, meta = _text_and_provenance(text)
+        bodies = [(body, meta)]
+    documents = [
+        Document(index, tokenize(tokenizer, body), provenance)
+        for index, (body, provenance) in enumerate(bodies)
+    ]
+    return documents, meta
 
 
 def _text_and_provenance(text: Any) -> tuple[str, dict]:
     if isinstance(text, str):
-        data = text.encode("utf-8")
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         return text, {
             "spec": "<string>",
             "source": "string",
@@ -76,10 +83,12 @@ def _text_and_provenance(text: Any) -> tuple[str, dict]:
         provenance = text.provenance
         as_dict = provenance.to_dict() if hasattr(provenance, "to_dict") else dict(provenance)
         return text.text, as_dict
-    raise InputError(f"text must be a string or a loaded text, not {type(text).__name__}.")
+    raise InputError(
+        f"text must be a string, a loaded text or a corpus, not {type(text).__name__}."
+    )
 
 
-def _model_report(loaded: Any, model: nn.Module) -> dict:
+def model_report(loaded: Any, model: nn.Module) -> dict:
     report = getattr(loaded, "report", None)
     if report is not None and hasattr(report, "to_dict"):
         return report.to_dict()
@@ -95,106 +104,7 @@ def _context_length(loaded: Any, model: nn.Module) -> int | None:
     return context_length(model)
 
 
-def _accepts(model: nn.Module, argument: str) -> bool:
-    try:
-        return argument in inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-def _device(model: nn.Module) -> torch.device:
-    embeddings = model.get_input_embeddings()
-    if embeddings is not None and getattr(embeddings, "weight", None) is not None:
-        return embeddings.weight.device
-    return next(model.parameters()).device
-
-
-def extract(
-    loaded: Any,
-    text: Any,
-    *,
-    sites: str | Iterable[str] = ("attn_out",),
-    windows: str = "all",
-    window: int | None = None,
-    stride: int | None = None,
-    batch_size: int = 1,
-    max_tokens: int | None = None,
-    bos: bool = False,
-    site_template: str | Iterable[str] | Mapping[str, str] | None = None,
-    progress: bool | None = True,
-    command_line: str | None = None,
-) -> pa.Table:
-    """Score every planned token of ``text`` and record the norm each layer writes there.
-
-    ``loaded`` is a :class:`lamina.sources.LoadedModel` (anything with ``model``,
-    ``tokenizer`` and ``report``); ``text`` a :class:`lamina.sources.LoadedText` or
-    a string. ``windows`` is ``"all"`` or ``"middle"``; ``window`` (default
-    ``min(context, 1024)``) and ``stride`` (default ``window // 2``) count tokens;
-    ``batch_size`` windows share a forward pass; ``max_tokens`` caps the scored
-    tokens; ``bos`` prepends the tokenizer's BOS token to every window (it is fed,
-    not scored). ``site_template`` names site modules explicitly (see
-    :func:`lamina.capture.sites.parse_site_templates`). ``progress``: True shows a
-    tqdm bar, False hides it, None shows it on a terminal only.
-
-    Returns the token table (see :mod:`lamina.table`); ``.to_pandas()`` gives a
-    DataFrame. Raises :class:`CaptureError` / :class:`InputError` before any
-    forward pass for options that cannot work.
-    """
-    model = loaded.model
-    tokenizer = loaded.tokenizer
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch size {batch_size!r} must be a positive number of windows.")
-    resolved = resolve_sites(model, sites, site_template)
-    text_str, text_provenance = _text_and_provenance(text)
-    context = _context_length(loaded, model)
-    if window is None:
-        window = default_window(context, bos)
-    check_window_fits(window, context, bos)
-    bos_id = _bos_id(tokenizer) if bos else None
-
-    tokens = tokenize(tokenizer, text_str)
-    plan = plan_windows(len(tokens), windows, window, stride, max_tokens)
-    started = time.perf_counter()
-    capture = NormCapture(model, resolved)
-    scores, norms = _forward(model, capture, plan, tokens, batch_size, bos_id, progress)
-    seconds = time.perf_counter() - started
-
-    columns = _columns(plan, tokens, scores, tokenizer)
-    for j, name in enumerate(capture.names):
-        columns[name] = norms[:, j]
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "lamina_version": __version__,
-        "model": _model_report(loaded, model),
-        "text": text_provenance,
-        "windows": {
-            "mode": windows,
-            "window": window,
-            # the stride only applies to "all" windows
-            "stride": None if windows == "middle" else stride or default_stride(window),
-            "bos": bos,
-            "batch_size": batch_size,
-            "max_tokens": max_tokens,
-            "n_windows": len(plan),
-        },
-        "n_text_tokens": len(tokens),
-        "n_scored": len(columns["text_pos"]),
-        **_sites_metadata(resolved),
-        "seconds": round(seconds, 3),
-        "command_line": command_line,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    return build_table(columns, metadata)
-
-
-def _bos_id(tokenizer: Any) -> int:
-    bos_id = getattr(tokenizer, "bos_token_id", None)
-    if bos_id is None:
-        raise CaptureError("this tokenizer has no BOS token; run without --bos.")
-    return bos_id
-
-
-def _sites_metadata(resolved: ResolvedSites) -> dict[str, Any]:
+def sites_metadata(resolved: ResolvedSites) -> dict[str, Any]:
     return {
         "sites": list(resolved.sites),
         "site_modules": dict(resolved.templates),
@@ -204,89 +114,170 @@ def _sites_metadata(resolved: ResolvedSites) -> dict[str, Any]:
     }
 
 
-def _forward(
-    model: nn.Module,
-    capture: NormCapture,
-    plan: Sequence[Window],
-    tokens: np.ndarray,
-    batch_size: int,
-    bos_id: int | None,
-    progress: bool | None,
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Run every window through the model; the prediction columns and the norms, row-aligned.
+def identity(report: Mapping[str, Any], resolved: ResolvedSites, bos_id: int | None) -> dict:
+    """What the rows depend on besides the text: it enters every shard's key."""
+    return {
+        "model_fingerprint": report.get("fingerprint"),
+        "dtype": report.get("dtype"),
+        "sites": list(resolved.sites),
+        "site_modules": dict(resolved.templates),
+        "bos_id": bos_id,
+    }
 
-    Returns ``(scores, norms)``: ``scores`` maps each prediction column to an
-    array with one entry per scored token; ``norms`` is float32
-    ``(n_scored, n_columns)`` in the order of ``capture.names``.
+
+def bos_token_id(tokenizer: Any) -> int:
+    bos_id = getattr(tokenizer, "bos_token_id", None)
+    if bos_id is None:
+        raise CaptureError("this tokenizer has no BOS token; run without --bos.")
+    return bos_id
+
+
+def build_plan(
+    text: Any,
+    tokenizer: Any,
+    *,
+    report: Mapping[str, Any],
+    resolved: ResolvedSites,
+    context: int | None,
+    windows: WindowOptions,
+    shard_windows: int,
+) -> tuple[ExtractionPlan, dict[str, Any], int | None]:
+    """Tokenize the text or corpus and plan its shards: (plan, text metadata, BOS id or None)."""
+    if windows.mode == "stream":
+        check_stream_support(resolved.model_type)
+    window = windows.window or default_window(context, windows.bos)
+    check_window_fits(window, context, windows.bos)
+    bos_id = bos_token_id(tokenizer) if windows.bos else None
+    documents, text_meta = documents_of(text, tokenizer)
+    plan = plan_extraction(
+        documents,
+        mode=windows.mode,
+        window=window,
+        stride=None if windows.mode == "middle" else (windows.stride or default_stride(window)),
+        max_tokens=windows.max_tokens,
+        bos=windows.bos,
+        context_length=context,
+        identity=identity(report, resolved, bos_id),
+        shard_windows=shard_windows,
+        batch_size=windows.batch_size,
+    )
+    return plan, text_meta, bos_id
+
+
+def extract(
+    loaded: Any,
+    text: Any,
+    *,
+    sites: str | Iterable[str] = ("attn_out",),
+    windows: str | WindowOptions = "all",
+    window: int | None = None,
+    stride: int | None = None,
+    batch_size: int | str = 1,
+    max_tokens: int | None = None,
+    bos: bool = False,
+    site_template: str | Iterable[str] | Mapping[str, str] | None = None,
+    progress: bool | None = True,
+    command_line: str | None = None,
+    shards_dir: str | Path | None = None,
+    shard_windows: int = DEFAULT_SHARD_WINDOWS,
+) -> pa.Table:
+    """Score every planned token of ``text`` and record the norm each layer writes there.
+
+    ``loaded`` is a :class:`lamina.sources.LoadedModel` (anything with ``model``,
+    ``tokenizer`` and ``report``); ``text`` a string, a
+    :class:`lamina.sources.LoadedText` or a :class:`lamina.sources.Corpus` (each
+    document gets its own windows; the ``doc`` column says which). ``windows`` is
+    a :class:`WindowOptions`, or its mode (``"all"``, ``"middle"``, ``"stream"``)
+    with ``window`` (default ``min(context, 1024)``), ``stride`` (default
+    ``window // 2``), ``batch_size`` (windows per forward pass; ``"auto"``: as
+    many as fit), ``max_tokens`` (cap on scored tokens) and ``bos`` (prepend the
+    BOS token, fed but not scored). ``site_template`` names site modules (see
+    :func:`lamina.capture.sites.parse_site_templates`). ``progress``: True shows
+    a tqdm bar, False hides it, None shows it on a terminal only. ``shards_dir``:
+    save every shard there as it is done and reuse those already there (a killed
+    run resumes); None keeps everything in memory.
+
+    Returns the token table (see :mod:`lamina.table`). Raises
+    :class:`CaptureError` / :class:`InputError` before any forward pass for
+    options that cannot work.
     """
+    from lamina.capture.batching import resolve_batch_size
+
+    if not isinstance(windows, WindowOptions):
+        windows = WindowOptions(windows, window, stride, batch_size, max_tokens, bos)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    resolved = resolve_sites(model, sites, site_template)
+    report = model_report(loaded, model)
+    context = _context_length(loaded, model)
+    plan, text_meta, bos_id = build_plan(
+        text,
+        tokenizer,
+        report=report,
+        resolved=resolved,
+        context=context,
+        windows=windows,
+        shard_windows=shard_windows,
+    )
+    batch = resolve_batch_size(windows.batch_size, model, plan.window, len(resolved.sites))
+    started = time.perf_counter()
+    with _progress_bar(plan, progress) as bar, _stop_on_sigint(shards_dir is not None) as stop:
+        computer = ShardComputer(
+            model, resolved, batch_size=batch, bos_id=bos_id, should_stop=stop, on_batch=bar
+        )
+        folder = Path(shards_dir) if shards_dir is not None else None
+        results, counts = run_local(plan, computer, shards_dir=folder, on_reused=bar, report=report)
+    return assemble_table(
+        plan,
+        results,
+        tokenizer=tokenizer,
+        model_report=report,
+        text=text_meta,
+        sites=sites_metadata(resolved),
+        seconds=time.perf_counter() - started,
+        command_line=command_line,
+        extra={"extraction": {"engine": "local", "batch_size": batch, **counts.to_dict()}},
+    )
+
+
+@contextlib.contextmanager
+def _progress_bar(plan: ExtractionPlan, progress: bool | None) -> Iterator[Callable[[int], None]]:
     from tqdm.auto import tqdm
 
-    n_rows = sum(w.n_scored for w in plan)
-    device = _device(model)
-    token_tensor = torch.from_numpy(tokens).to(device)
-    keep_logits = _accepts(model, "logits_to_keep")
-    scores = {
-        "correct": np.empty(n_rows, dtype=bool),
-        "target_rank": np.empty(n_rows, dtype=np.int32),
-        "target_logprob": np.empty(n_rows, dtype=np.float32),
-        "entropy": np.empty(n_rows, dtype=np.float32),
-    }
-    norms = np.empty((n_rows, len(capture.names)), dtype=np.float32)
-    was_training = model.training
-    model.eval()
     bar = tqdm(
-        total=n_rows,
+        total=plan.n_scored,
         unit="tok",
         unit_scale=True,
         desc="extract",
         disable=None if progress is None else not progress,
         leave=False,
     )
-    row = 0
     try:
-        with capture, torch.inference_mode():
-            for group in _batches(plan, batch_size):
-                ids = torch.stack([token_tensor[w.start : w.stop] for w in group])
-                if bos_id is not None:
-                    bos_column = torch.full((len(group), 1), bos_id, device=device)
-                    ids = torch.cat([bos_column, ids], dim=1)
-                keep = max(w.n_scored for w in group)
-                capture.start_batch(len(group), ids.shape[1], keep, device)
-                kwargs: dict[str, Any] = {"use_cache": False}
-                if keep_logits:
-                    kwargs["logits_to_keep"] = keep
-                logits = model(input_ids=ids, **kwargs).logits[:, -keep:]
-                capture.check_filled()
-                batch_norms = capture.buffer.permute(1, 2, 0).cpu().numpy()  # (B, keep, cols)
-                for i, w in enumerate(group):
-                    n = w.n_scored
-                    targets = token_tensor[w.score_from + 1 : w.stop + 1]
-                    window_scores = score_next_tokens(logits[i, keep - n :], targets)
-                    for name, values in window_scores.items():
-                        scores[name][row : row + n] = values.cpu().numpy()
-                    norms[row : row + n] = batch_norms[i, keep - n :]
-                    row += n
-                del logits
-                bar.update(sum(w.n_scored for w in group))
+        yield bar.update
     finally:
         bar.close()
-        model.train(was_training)
-    return scores, norms
 
 
-def _columns(
-    plan: Sequence[Window], tokens: np.ndarray, scores: dict[str, np.ndarray], tokenizer: Any
-) -> dict[str, np.ndarray]:
-    """The per-token columns of the table (positions, ids, scores), in schema order."""
-    text_pos = np.concatenate([np.arange(w.score_from, w.stop) for w in plan])
-    columns: dict[str, np.ndarray] = {
-        "text_pos": text_pos,
-        "window": np.concatenate([np.full(w.n_scored, w.index) for w in plan]),
-        "ctx_pos": np.concatenate([np.arange(w.score_from, w.stop) - w.start for w in plan]),
-        "token_id": tokens[text_pos],
-        "target_id": tokens[text_pos + 1],
-        **scores,
-    }
-    chars = decoded_lengths(tokenizer, columns["target_id"])
-    columns["target_chars"] = np.minimum(chars, np.iinfo(np.int16).max)
-    return {name: columns[name] for name in SCORE_COLUMNS}
+@contextlib.contextmanager
+def _stop_on_sigint(enabled: bool) -> Iterator[Callable[[], bool] | None]:
+    """While extracting into shards, the first SIGINT asks for a stop after the current batch.
+
+    A second SIGINT interrupts at once, as usual. Only the main thread can
+    install the handler; elsewhere nothing changes.
+    """
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield None
+        return
+    requested = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if requested.is_set():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        requested.set()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -16,7 +16,6 @@ import torch
 
 from lamina.capture.sites import ResolvedSites, projection_layout
 from lamina.errors import CaptureError
-from lamina.table import site_column
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,16 +41,14 @@ class NormCapture:
 
     def __init__(self, model: nn.Module, resolved: ResolvedSites):
         self.columns: list[Column] = []
-        self.names: list[str] = []
+        self.names: list[str] = resolved.column_names()
+        first = 0
         for site in resolved.sites:
             for layer in range(resolved.n_layers):
                 path = resolved.module_path(site, layer)
                 width = resolved.n_heads if site == "attn_head" else 1
-                self.columns.append(Column(site, layer, path, len(self.names), width))
-                if site == "attn_head":
-                    self.names += [site_column(site, layer, h) for h in range(width)]
-                else:
-                    self.names.append(site_column(site, layer))
+                self.columns.append(Column(site, layer, path, first, width))
+                first += width
         self.model = model
         self.n_heads = resolved.n_heads
         self.batch_shape = (0, 0)

@@ -25,7 +25,8 @@ def score_next_tokens(
 
     ``logits`` is ``(n, vocab)`` (any float dtype; scored in float32), ``targets``
     is ``(n,)``. Returns tensors of shape ``(n,)``: ``correct`` (bool, the first
-    index of the largest logit equals the target), ``target_rank`` (int32,
+    index of the largest logit equals the target), ``pred_id`` (int32, that index),
+    ``target_rank`` (int32,
     vocabulary entries with a logit strictly greater than the target's; 0 =
     top-1), ``target_logprob`` (float32, log-softmax at the target, nats) and
     ``entropy`` (float32, of the softmax distribution, nats). Rows are scored
@@ -45,6 +46,7 @@ def score_next_tokens(
     above = torch.empty(n, dtype=torch.float32, device=device)
     partition = torch.empty(n, dtype=torch.float32, device=device)
     weighted = torch.empty(n, dtype=torch.float32, device=device)
+    lowest = torch.finfo(torch.float32).min
     shifted_buffer = torch.empty((rows, vocab), dtype=torch.float32, device=device)
     scratch_buffer = torch.empty_like(shifted_buffer)
     # With s = x - max(x) <= 0 and Z = sum(exp(s)): log-softmax(x) = s - log Z and
@@ -59,14 +61,14 @@ def score_next_tokens(
         torch.sub(x, largest[block, None], out=shifted)
         torch.exp(shifted, out=scratch)
         torch.sum(scratch, dim=-1, out=partition[block])
+        # a -inf logit has exp 0; clamping its shift to the lowest float keeps 0 * s = 0
+        # (not NaN) without a data-dependent branch, which would wait for the device
+        shifted.clamp_(min=lowest)
         torch.sum(scratch.mul_(shifted), dim=-1, out=weighted[block])
-    masked = weighted.isnan().nonzero()[:, 0]  # rows with -inf logits: 0 * -inf
-    if len(masked):
-        s = logits[masked].float() - largest[masked, None]
-        weighted[masked] = torch.where(s > -torch.inf, s.exp() * s, 0.0).sum(dim=-1)
     log_partition = partition.log()
     return {
         "correct": argmax == targets,
+        "pred_id": argmax.to(torch.int32),
         "target_rank": above.to(torch.int32),
         "target_logprob": target_logit - largest - log_partition,
         "entropy": log_partition - weighted / partition,

@@ -82,6 +82,35 @@ FAMILY_SITES: dict[str, FamilySites] = {
     "phi": FamilySites("model.layers", "self_attn.dense", "mlp"),
 }
 
+#: Families whose key/value cache ``--windows stream`` cuts and continues exactly
+#: (tests/capture/test_stream.py proves each against one masked forward pass).
+#: BLOOM (ALiBi masks) and OPT (positions from the attention mask) do not accept
+#: the positions and cache indices the chunks need.
+STREAM_FAMILIES: tuple[str, ...] = (
+    "gpt2",
+    "gpt_neo",
+    "gptj",
+    "gpt_neox",
+    "falcon",
+    "llama",
+    "mistral",
+    "qwen2",
+    "gemma",
+    "phi",
+    "gpt_bigcode",
+    "qwen3",
+)
+
+
+def check_stream_support(model_type: str) -> None:
+    """Refuse ``--windows stream`` for an architecture lamina has not verified it on."""
+    if model_type not in STREAM_FAMILIES:
+        raise CaptureError(
+            f"--windows stream is verified for {', '.join(STREAM_FAMILIES)}, not for "
+            f"{model_type!r}; use --windows all, which works for every model."
+        )
+
+
 # Discovery: usual names, most specific first.
 _ATTENTION_NAMES = ("self_attn", "self_attention", "attn", "attention", "mixer")
 _OUT_PROJ_NAMES = ("o_proj", "out_proj", "c_proj", "dense", "wo", "out")
@@ -113,6 +142,19 @@ class ResolvedSites:
     def module_paths(self, site: str) -> list[str]:
         """Dotted module path of ``site`` for every layer, layer 0 first."""
         return [self.module_path(site, layer) for layer in range(self.n_layers)]
+
+    def column_names(self) -> list[str]:
+        """The token table's column of every site, layer (and head), in table order."""
+        from lamina.table import site_column
+
+        names = []
+        for site in self.sites:
+            for layer in range(self.n_layers):
+                if site == "attn_head":
+                    names += [site_column(site, layer, h) for h in range(self.n_heads or 0)]
+                else:
+                    names.append(site_column(site, layer))
+        return names
 
 
 def parse_sites(sites: str | Iterable[str]) -> tuple[str, ...]:

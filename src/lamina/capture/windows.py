@@ -22,15 +22,25 @@ Modes:
     later window only its last ``S`` (the last window is moved back to end at
     the stream's last scorable position, so it scores only what is left and
     every window has ``W`` tokens).
+``stream``
+    every token is fed once: a first window of ``W`` tokens, then chunks of
+    ``S`` tokens that attend, through the model's key/value cache, to the last
+    ``W - S`` tokens before them (computed by the earlier chunks, with their own
+    left context), so a scored token has between ``W - S`` and ``W - 1`` tokens
+    of left context as in ``all``, at about ``S / W`` of its compute. Positions
+    count from the start of a *segment*; when the next chunk would pass the
+    model's context length, a new segment starts with a fresh ``W``-token window
+    (as in ``all``), so positions stay valid for the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from lamina.errors import CaptureError, InputError
 
-WINDOW_MODES = ("all", "middle")
+WINDOW_MODES = ("all", "middle", "stream")
 DEFAULT_WINDOW = 1024
 
 
@@ -38,14 +48,19 @@ DEFAULT_WINDOW = 1024
 class Window:
     """One forward pass's slice of the token stream (positions are stream indices).
 
-    ``start``/``stop``: the positions fed to the model, ``[start, stop)``.
+    ``start``/``stop``: the positions the model attends to, ``[start, stop)``.
     ``score_from``: the first scored position; ``[score_from, stop)`` are scored.
+    ``cached`` (``stream`` mode): only ``[score_from, stop)`` is fed; the keys and
+    values of ``[start, score_from)`` come from the cache of the window before.
+    ``origin``: the stream position fed at model position 0 (the segment start).
     """
 
     index: int
     start: int
     stop: int
     score_from: int
+    cached: bool = False
+    origin: int = 0
 
     @property
     def length(self) -> int:
@@ -56,6 +71,52 @@ class Window:
     def n_scored(self) -> int:
         """Number of scored positions (a suffix of the window)."""
         return self.stop - self.score_from
+
+    @property
+    def fed(self) -> tuple[int, int]:
+        """The stream positions fed in this forward pass: ``[start, stop)``, or the new chunk."""
+        return (self.score_from, self.stop) if self.cached else (self.start, self.stop)
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowOptions:
+    """How the text is cut into windows for the forward pass (see the module docstring).
+
+    The default is the reference study's: one window from the middle of the
+    text of ``window`` tokens (None: 1024, or the model's context if shorter).
+    ``mode`` is ``"middle"``, ``"all"`` or ``"stream"``; ``stride`` (``all`` and
+    ``stream``) defaults to half a window; ``batch_size`` windows share a forward
+    pass (``"auto"``: as many as fit); ``max_tokens``
+    caps the scored tokens; ``bos`` prepends the BOS token to every window.
+    """
+
+    mode: str = "middle"
+    window: int | None = None
+    stride: int | None = None
+    batch_size: int | str = 1
+    max_tokens: int | None = None
+    bos: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in WINDOW_MODES:
+            raise InputError(
+                f"--windows {self.mode!r} is unknown: use one of {', '.join(WINDOW_MODES)}."
+            )
+        sizes = [("--window", self.window), ("--stride", self.stride)]
+        sizes.append(("--max-tokens", self.max_tokens))
+        if self.batch_size != "auto":
+            sizes.append(("--batch-size", self.batch_size))
+        for option, value in sizes:
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"{option} {value!r} must be a positive number.")
+        if self.stride is not None and self.window is not None and self.stride > self.window:
+            raise InputError(
+                f"--stride {self.stride} is longer than the window {self.window}, which would "
+                "leave tokens unscored; use a stride of at most the window."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def default_window(context_length: int | None, bos: bool = False) -> int:
@@ -77,13 +138,17 @@ def plan_windows(
     window: int = DEFAULT_WINDOW,
     stride: int | None = None,
     max_tokens: int | None = None,
+    *,
+    context_length: int | None = None,
+    bos: bool = False,
 ) -> list[Window]:
     """Windows over a stream of ``n_tokens`` tokens (see the module docstring).
 
-    ``window`` (W) and ``stride`` (S, default ``W // 2``; used by ``all`` only)
-    count tokens; ``max_tokens`` caps the number of scored positions (the first
-    ones in stream order). Raises :class:`InputError` for a text shorter than two
-    tokens or options that cannot be used.
+    ``window`` (W) and ``stride`` (S, default ``W // 2``; used by ``all`` and
+    ``stream``) count tokens; ``max_tokens`` caps the number of scored positions
+    (the first ones in stream order). ``context_length`` (and ``bos``, which
+    takes one position) bounds a ``stream`` segment. Raises :class:`InputError`
+    for a text shorter than two tokens or options that cannot be used.
     """
     if mode not in WINDOW_MODES:
         raise InputError(f"unknown window mode {mode!r}; use 'all' or 'middle'.")
@@ -114,17 +179,41 @@ def plan_windows(
             raise InputError(
                 f"the text has {n_tokens} tokens, too few for a middle window; give a longer text."
             )
-        windows = [Window(0, start, stop, start)]
+        windows = [Window(0, start, stop, start, origin=start)]
+    elif mode == "stream":
+        windows = _stream_windows(last, window, stride, context_length, bos)
     else:
         windows = []
         start, scored_to = 0, 0
         while scored_to < last:
             stop = min(start + window, last)
             begin = max(stop - window, 0)
-            windows.append(Window(len(windows), begin, stop, scored_to))
+            windows.append(Window(len(windows), begin, stop, scored_to, origin=begin))
             scored_to = stop
             start += stride
     return _cap(windows, max_tokens) if max_tokens is not None else windows
+
+
+def _stream_windows(
+    last: int, window: int, stride: int, context_length: int | None, bos: bool
+) -> list[Window]:
+    """The ``stream`` plan: fresh windows where a segment starts, cached chunks after."""
+    limit = (context_length if context_length else window) - (1 if bos else 0)
+    keep = window - stride  # tokens of left context held in the cache
+    stop = min(window, last)
+    windows = [Window(0, 0, stop, 0, origin=0)]
+    origin, scored_to = 0, stop
+    while scored_to < last:
+        stop = min(scored_to + stride, last)
+        if stop - origin > limit or keep == 0:
+            begin = max(stop - window, 0)
+            windows.append(Window(len(windows), begin, stop, scored_to, origin=begin))
+            origin = begin
+        else:
+            start = max(scored_to - keep, origin)
+            windows.append(Window(len(windows), start, stop, scored_to, cached=True, origin=origin))
+        scored_to = stop
+    return windows
 
 
 def _cap(windows: list[Window], max_tokens: int) -> list[Window]:

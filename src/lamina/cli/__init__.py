@@ -49,6 +49,7 @@ def _add_source_commands(command) -> None:
     """info, prepare, sites and extract: the model, the text and the token table."""
     from lamina.cli import commands
     from lamina.cli.options import (
+        add_engine_args,
         add_model_args,
         add_progress_arg,
         add_site_args,
@@ -82,11 +83,13 @@ def _add_source_commands(command) -> None:
     add_text_args(p)
     add_site_args(p, default="attn_out")
     add_window_args(p, default="all")
+    add_engine_args(p)
     p.add_argument(
         "--out",
         default="tokens.parquet",
         metavar="PATH",
-        help="token table to write (Parquet; default: tokens.parquet)",
+        help="token table to write (Parquet; default: tokens.parquet); its shards are kept in "
+        "PATH.shards/ so that an interrupted run resumes",
     )
     add_progress_arg(p)
 
@@ -96,6 +99,7 @@ def _add_study_commands(command) -> None:
     from lamina.cli import commands
     from lamina.cli.options import (
         add_analysis_args,
+        add_engine_args,
         add_model_args,
         add_progress_arg,
         add_text_args,
@@ -111,6 +115,7 @@ def _add_study_commands(command) -> None:
     add_model_args(p)
     add_text_args(p)
     add_window_args(p, default="middle")
+    add_engine_args(p)
     add_analysis_args(p)
     p.add_argument(
         "--out", default="lamina-out", metavar="DIR", help="output directory (default: lamina-out)"

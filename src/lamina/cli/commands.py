@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from lamina.cli.options import (
+    engine_options,
     model_kwargs,
     study_options,
     text_kwargs,
@@ -23,17 +24,23 @@ def _show_loading(args: argparse.Namespace) -> bool:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from lamina.sources import load_model, load_text
+    from lamina.capture import tokenize
+    from lamina.sources import load_corpus, load_model
 
     # The text first: its errors are instant, the model takes seconds to load.
-    text = load_text(args.text, **text_kwargs(args))
+    corpus = load_corpus(args.text, **text_kwargs(args))
     loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
-    encoded = loaded.tokenizer(text.text, add_special_tokens=False, verbose=False)
-    n_tokens = len(encoded["input_ids"])
+    counts = [len(tokenize(loaded.tokenizer, doc.text)) for doc in corpus.documents]
     print(loaded.report.format())
     print()
-    print(text.provenance.format())
-    print(f"tokens        {n_tokens:,} ({loaded.report.name} tokenizer, no special tokens)")
+    if len(corpus.documents) == 1:
+        print(corpus.documents[0].provenance.format())
+    else:
+        print(corpus.summary())
+    print(
+        f"tokens        {sum(counts):,} ({loaded.report.name} tokenizer, no special tokens)"
+        + (f" in {len(counts)} documents" if len(counts) > 1 else "")
+    )
     return 0
 
 
@@ -77,28 +84,27 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from lamina.capture import extract
-    from lamina.sources import load_model, load_text
-    from lamina.table import table_metadata, write_table
+    from lamina.pipeline.extract import extract_to_file
+    from lamina.sources import load_corpus
+    from lamina.table import table_metadata
 
     windows = window_options(args)
-    text = load_text(args.text, **text_kwargs(args))
-    loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
-    table = extract(
-        loaded,
-        text,
+    engine = engine_options(args)
+    corpus = load_corpus(args.text, **text_kwargs(args))
+    for skipped in corpus.skipped:
+        print(f"skipped document {skipped.name}: {skipped.reason}", file=sys.stderr)
+    table = extract_to_file(
+        args.model,
+        corpus,
+        windows,
+        args.out,
         sites=args.sites,
-        windows=windows.mode,
-        window=windows.window,
-        stride=windows.stride,
-        batch_size=windows.batch_size,
-        max_tokens=windows.max_tokens,
-        bos=windows.bos,
         site_template=args.site_template,
+        model_kwargs=model_kwargs(args),
+        engine=engine,
         progress=_progress(args),
         command_line=args.command_line,
     )
-    write_table(table, args.out)
     n_scored = table.num_rows
     n_correct = int(table.column("correct").to_numpy().sum())
     seconds = table_metadata(table)["seconds"]
@@ -120,12 +126,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.out,
         options=study_options(args),
         windows=window_options(args),
-        keep_boilerplate=args.keep_boilerplate,
         model_kwargs=model_kwargs(args),
+        engine=engine_options(args),
         reuse=not args.no_reuse,
         progress=_progress(args),
         command_line=args.command_line,
         log=lambda line: print(line, file=sys.stderr),
+        **text_kwargs(args),
     )
     print(format_summary(run.result.to_dict(), str(run.outputs.report)))
     return 0

@@ -75,13 +75,26 @@ def model_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def add_text_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("text")
+    g = p.add_argument_group("text or corpus")
     g.add_argument(
         "--text",
-        default=DEFAULT_TEXT,
+        action="append",
+        default=None,
         metavar="T",
-        help="gutenberg:N, a file path, - for stdin, or an http(s) URL "
-        f"(default: {DEFAULT_TEXT}, Alice's Adventures in Wonderland)",
+        help="gutenberg:N (or gutenberg:11,12,1342), a file, a directory of *.txt, a glob, a "
+        ".jsonl or .parquet file with a text field, - for stdin, or an http(s) URL; repeat it "
+        f"for a corpus (default: {DEFAULT_TEXT}, Alice's Adventures in Wonderland)",
+    )
+    g.add_argument(
+        "--text-field",
+        default="text",
+        metavar="F",
+        help="the field (JSONL) or column (Parquet) that holds the text (default: text)",
+    )
+    g.add_argument(
+        "--skip-bad-docs",
+        action="store_true",
+        help="skip documents that cannot be used (not UTF-8, empty, duplicate) and list them",
     )
     g.add_argument(
         "--keep-boilerplate",
@@ -91,8 +104,53 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
 
 
 def text_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``load_text`` keyword arguments of the text options."""
-    return {"keep_boilerplate": args.keep_boilerplate}
+    """The ``load_corpus`` keyword arguments of the text options."""
+    return {
+        "keep_boilerplate": args.keep_boilerplate,
+        "text_field": args.text_field,
+        "skip_bad_docs": args.skip_bad_docs,
+    }
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    from lamina.pipeline.extract import ENGINES, EngineOptions
+
+    d = EngineOptions()
+    g = p.add_argument_group("engine")
+    g.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=d.engine,
+        help="local: forward passes in this process (default); ray: an actor pool on a local "
+        "or joined Ray cluster, one model per actor (docs/scale.md)",
+    )
+    g.add_argument(
+        "--workers", type=int, default=d.workers, metavar="N", help="Ray actors (default: 1)"
+    )
+    g.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="join the Ray cluster at HOST:PORT (default: start a local one)",
+    )
+    g.add_argument(
+        "--shard-windows",
+        type=int,
+        default=d.shard_windows,
+        metavar="K",
+        help=f"windows per saved shard, the unit of resuming (default: {d.shard_windows})",
+    )
+
+
+def engine_options(args: argparse.Namespace):
+    from lamina.pipeline.extract import EngineOptions
+
+    return EngineOptions(
+        engine=args.engine,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        shard_windows=args.shard_windows,
+    )
 
 
 def add_site_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -118,6 +176,8 @@ def add_window_args(p: argparse.ArgumentParser, default: str) -> None:
     described = {
         "all": "all: score every token once, with the most left context",
         "middle": "middle: one window from the middle of the text, as the reference study",
+        "stream": "stream: score every token once and feed it once, its left context kept "
+        "in the key/value cache",
     }
     d = WindowOptions()
     g = p.add_argument_group("windows")
@@ -141,19 +201,28 @@ def add_window_args(p: argparse.ArgumentParser, default: str) -> None:
         type=int,
         default=d.stride,
         metavar="S",
-        help="tokens between window starts in --windows all (default: W/2)",
+        help="tokens between window starts in --windows all, chunk size in stream (default: W/2)",
     )
     g.add_argument(
         "--batch-size",
-        type=int,
+        type=_batch_size,
         default=d.batch_size,
         metavar="B",
-        help=f"windows per forward pass (default: {d.batch_size})",
+        help=f"windows per forward pass, or auto: as many as fit (default: {d.batch_size})",
     )
     g.add_argument(
         "--max-tokens", type=int, default=d.max_tokens, metavar="N", help="score at most N tokens"
     )
     g.add_argument("--bos", action="store_true", help="prepend the BOS token to every window")
+
+
+def _batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of windows or auto") from None
 
 
 def window_options(args: argparse.Namespace) -> WindowOptions:

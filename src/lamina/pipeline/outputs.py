@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from lamina._io import atomic_open
 from lamina.errors import OutputError
+from lamina.pipeline.timing import Stopwatch
 from lamina.study.result import StudyResult, dumps_results, load_results
 
 if TYPE_CHECKING:
@@ -51,12 +52,14 @@ def write_outputs(
     *,
     table: pa.Table | None = None,
     workers: int | None = None,
+    timings: Stopwatch | None = None,
 ) -> StudyOutputs:
     """Render the figures and report in memory, then write every output file atomically.
 
     Nothing is written if rendering fails. ``table``, when given, is written
     as ``tokens.parquet`` too. ``workers`` is the number of processes that
-    render figures (default: up to 2).
+    render figures (default: up to 2). ``timings``, the run's stopwatch, gets the
+    figures' and the report's seconds and is recorded in ``results.json``.
     """
     from lamina.report import html
     from lamina.report.figures.render import render_figures
@@ -64,11 +67,13 @@ def write_outputs(
 
     out = Path(out_dir)
     check_out_dir(out)
-    results = result.to_dict()
+    clock = timings or Stopwatch()
+    clock.mark()
     rendered = render_figures(result, workers=workers)
+    clock.lap("figures")
+    results = result.to_dict()
     page = html.render_report(results, {name: r["png"] for name, r in rendered.items()})
     csv = layers_csv(results)
-    text = dumps_results(results)
 
     figures_dir = out / FIGURES_DIR
     if figures_dir.exists() and not figures_dir.is_dir():
@@ -90,10 +95,13 @@ def write_outputs(
             written.append(path)
     with atomic_open(out / LAYERS_FILE, "w", newline="") as fh:
         fh.write(csv)
-    with atomic_open(out / RESULTS_FILE) as fh:
-        fh.write(text)
     with atomic_open(out / REPORT_FILE) as fh:
         fh.write(page)
+    clock.lap("report")
+    if timings is not None:
+        result.timings = clock.to_dict()
+    with atomic_open(out / RESULTS_FILE) as fh:
+        fh.write(dumps_results(result.to_dict()))
     return StudyOutputs(
         out_dir=out,
         results=out / RESULTS_FILE,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lamina.errors import InputError, TableError
+from lamina.pipeline.extract import SHARDS_DIR, EngineOptions, extract_table
 from lamina.pipeline.outputs import (
     TOKENS_FILE,
     StudyOutputs,
@@ -19,6 +19,7 @@ from lamina.pipeline.outputs import (
     write_outputs,
 )
 from lamina.pipeline.reuse import table_matches
+from lamina.pipeline.timing import Stopwatch
 from lamina.study import analyze_table
 from lamina.study.options import StudyOptions, WindowOptions, check_windows, notebook_windows
 from lamina.study.result import StudyResult
@@ -26,7 +27,7 @@ from lamina.study.result import StudyResult
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from lamina.sources import LoadedText
+    from lamina.sources import Corpus
 
 
 @dataclasses.dataclass
@@ -66,7 +67,7 @@ def prewarm() -> threading.Thread:
 
 def run_study(
     model: str | None = None,
-    text: str | None = None,
+    text: str | Sequence[str] | None = None,
     out: str | Path = "lamina-out",
     *,
     options: StudyOptions | None = None,
@@ -77,23 +78,30 @@ def run_study(
     progress: bool | None = True,
     command_line: str | None = None,
     log: Callable[[str], None] | None = None,
+    text_field: str = "text",
+    skip_bad_docs: bool = False,
+    engine: EngineOptions | None = None,
 ) -> StudyRun:
-    """From a model and a text (default: the embedded model on Alice) to every output in ``out``.
+    """From a model and a text or corpus (default: the embedded model on Alice) to every output.
 
+    ``text`` is one text spec or several (see :func:`lamina.sources.load_corpus`).
     Re-uses ``out/tokens.parquet`` when its metadata matches the model, text
-    and windows (and the site is present), else loads the model and extracts
-    the table. In the notebook mode the text keeps its boilerplate and the
-    window is the notebook's (the model's context length from the middle of the
-    token stream). ``progress``: True/False shows/hides the loading and
-    extraction bars, None shows them on a terminal only. ``log`` receives one
-    line saying whether the table was re-used and why (e.g. ``print``), or None.
+    and windows (and the site is present); else extracts it, resuming from the
+    shards in ``out/shards/`` (``engine`` says where the forward passes run). In
+    the notebook mode the text keeps its boilerplate and the window is the
+    notebook's (the model's context length from the middle of the token
+    stream). ``progress``: True/False shows/hides the loading and extraction
+    bars, None shows them on a terminal only. ``log`` receives one line saying
+    whether the table was re-used and why (e.g. ``print``), or None. The result
+    records how long each stage took (``timings``).
     """
-    from lamina.sources import DEFAULT_MODEL, DEFAULT_TEXT, load_text
+    from lamina.sources import DEFAULT_MODEL, load_corpus
 
+    clock = Stopwatch()
     model = model or DEFAULT_MODEL
-    text = text or DEFAULT_TEXT
     options = options or StudyOptions()
     windows = windows or WindowOptions()
+    engine = engine or EngineOptions()
     check_windows(options, windows)
     model_kwargs = dict(model_kwargs or {})
     out_dir = Path(out)
@@ -102,34 +110,89 @@ def run_study(
         keep_boilerplate = True
 
     warming = prewarm()
-    loaded_text = load_text(text, keep_boilerplate=keep_boilerplate)
+    corpus = load_corpus(
+        text, text_field=text_field, keep_boilerplate=keep_boilerplate, skip_bad_docs=skip_bad_docs
+    )
+    clock.lap("load")
+    say = log or (lambda line: None)
+    for skipped in corpus.skipped:
+        say(f"skipped document {skipped.name}: {skipped.reason}")
+    table, reused, note = _table_for_run(
+        out_dir,
+        model,
+        corpus,
+        windows,
+        options,
+        model_kwargs,
+        engine,
+        reuse=reuse,
+        progress=progress,
+        command_line=command_line,
+        say=say,
+        clock=clock,
+    )
+    warming.join()
+    result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
+    clock.lap("analysis")
+    outputs = write_outputs(result, out_dir, table=None if reused else table, timings=clock)
+    if reused:
+        outputs.table = out_dir / TOKENS_FILE
+    return StudyRun(result=result, outputs=outputs, reused_table=reused, reuse_note=note)
+
+
+def _table_for_run(
+    out_dir: Path,
+    model: str,
+    corpus: Corpus,
+    windows: WindowOptions,
+    options: StudyOptions,
+    model_kwargs: Mapping[str, Any],
+    engine: EngineOptions,
+    *,
+    reuse: bool,
+    progress: bool | None,
+    command_line: str | None,
+    say: Callable[[str], None],
+    clock: Stopwatch,
+) -> tuple[pa.Table, bool, str]:
+    """The run's token table, re-used from ``out_dir`` or extracted; whether re-used, and why."""
     table_file = out_dir / TOKENS_FILE
     table, note = None, "re-extraction asked for"
     if reuse:
         table, note = _reusable_table(
-            table_file, model, loaded_text, windows, options, model_kwargs
-        )
-    if log is not None:
-        log(
-            f"re-using {table_file} ({note})"
-            if table
-            else f"extracting: {table_file} not reused ({note})"
+            table_file, model, corpus.sha256, windows, options, model_kwargs
         )
     reused = table is not None
+    say(
+        f"re-using {table_file} ({note})"
+        if reused
+        else f"extracting: {table_file} not reused ({note})"
+    )
+    clock.lap("load")
     if table is None:
-        table = _extract(model, loaded_text, windows, options, model_kwargs, progress, command_line)
-    warming.join()
-    result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
-    outputs = write_outputs(result, out_dir, table=None if reused else table)
-    if reused:
-        outputs.table = table_file
-    return StudyRun(result=result, outputs=outputs, reused_table=reused, reuse_note=note)
+        extracted = extract_table(
+            model,
+            corpus,
+            windows,
+            options,
+            sites=(options.site,),
+            model_kwargs=model_kwargs,
+            engine=engine,
+            shards_dir=out_dir / SHARDS_DIR,
+            progress=progress,
+            command_line=command_line,
+        )
+        table = extracted.table
+        clock.add("load", extracted.load_seconds)
+        clock.add("extraction", extracted.extract_seconds)
+        clock.mark()
+    return table, reused, note
 
 
 def _reusable_table(
     table_file: Path,
     model: str,
-    loaded_text: LoadedText,
+    text_sha256: str,
     windows: WindowOptions,
     options: StudyOptions,
     model_kwargs: Mapping[str, Any],
@@ -152,7 +215,7 @@ def _reusable_table(
     matches, note = table_matches(
         meta,
         model=model,
-        text_sha256=loaded_text.provenance.sha256,
+        text_sha256=text_sha256,
         windows=windows,
         site=options.site,
         model_kwargs=model_kwargs,
@@ -175,6 +238,7 @@ def analyze_path(
     """
     from lamina.table import read_table, table_metadata
 
+    clock = Stopwatch()
     options = options or StudyOptions()
     out_dir = Path(out) if out is not None else Path(table_path).parent
     check_out_dir(out_dir)
@@ -188,47 +252,11 @@ def analyze_path(
                 f"drop --model, or extract a table with `lamina run --model {expect_model}`."
             )
     relative = os.path.relpath(Path(table_path), out_dir)
+    clock.lap("load")
     result = analyze_table(table, options, command_line=command_line, table_path=relative)
-    outputs = write_outputs(result, out_dir)
+    clock.lap("analysis")
+    outputs = write_outputs(result, out_dir, timings=clock)
     outputs.table = Path(table_path)
     return StudyRun(
         result=result, outputs=outputs, reused_table=True, reuse_note="analysed an existing table"
-    )
-
-
-def _extract(
-    model: str,
-    loaded_text: LoadedText,
-    windows: WindowOptions,
-    options: StudyOptions,
-    model_kwargs: Mapping[str, Any],
-    progress: bool | None,
-    command_line: str | None,
-) -> pa.Table:
-    """Load the model and extract the table (the layer is checked before the forward pass)."""
-    from lamina.capture import extract
-    from lamina.sources import load_model
-
-    show = sys.stderr.isatty() if progress is None else progress
-    loaded = load_model(model, progress=show, **model_kwargs)
-    if options.notebook:
-        windows = notebook_windows(loaded.report.context_length)
-    n_layers = loaded.report.n_layers
-    if options.layer >= n_layers:
-        raise InputError(
-            f"--layer {options.layer} does not exist: {loaded.report.name} has layers "
-            f"0-{n_layers - 1}; pick one of them."
-        )
-    return extract(
-        loaded,
-        loaded_text,
-        sites=(options.site,),
-        windows=windows.mode,
-        window=windows.window,
-        stride=windows.stride,
-        batch_size=windows.batch_size,
-        max_tokens=windows.max_tokens,
-        bos=windows.bos,
-        progress=progress,
-        command_line=command_line,
     )

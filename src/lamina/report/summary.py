@@ -86,6 +86,10 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         )
     else:
         lines.append("zero-norm vectors: none")
+    timings = results.get("timings")
+    if timings:
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
+        lines.append(f"timings: {stages} (total {timings.get('total', 0.0):.1f} s)")
     if report_path is not None:
         lines.append(f"report: {report_path}")
     return "\n".join(lines)

@@ -24,6 +24,9 @@ _EXPORTS = {
     "load_text": ".texts",
     "strip_gutenberg_boilerplate": ".texts",
     "prepare": ".caches",
+    "Corpus": ".corpus",
+    "SkippedDocument": ".corpus",
+    "load_corpus": ".corpus",
 }
 
 __all__ = sorted(_EXPORTS)

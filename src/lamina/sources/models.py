@@ -50,9 +50,14 @@ __all__ = [
     "DEFAULT_MODEL",
     "LoadedModel",
     "ModelReport",
+    "ResolvedModel",
     "load_model",
+    "model_fingerprint",
+    "model_skeleton",
     "resolve_device",
     "resolve_dtype",
+    "resolve_model",
+    "resolved_tokenizer",
 ]
 
 
@@ -149,45 +154,123 @@ def load_model(
     """
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    with progress_bars(progress):
+        resolved = resolve_model(
+            spec,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            progress=progress,
+        )
+        return _load_folder(
+            resolved.folder,
+            spec=spec,
+            name=resolved.name,
+            source=resolved.source,
+            revision=revision,
+            fingerprint=resolved.fingerprint,
+            device=torch_device,
+            dtype=torch_dtype,
+            trust_remote_code=resolved.trust_remote_code,
+            allow_pickle=resolved.allow_pickle,
+        )
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model spec's files are, before any weight is loaded.
+
+    ``fingerprint`` is None for a local folder until :func:`model_fingerprint`
+    hashes its weights.
+    """
+
+    spec: str
+    name: str
+    source: str
+    folder: Path
+    fingerprint: str | None
+    trust_remote_code: bool
+    allow_pickle: bool
+
+
+def resolve_model(
+    spec: str = DEFAULT_MODEL,
+    *,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    progress: bool = True,
+) -> ResolvedModel:
+    """Find (download, or dequantise into the cache) a model's files without loading them."""
     kind = _classify_spec(spec)
     if revision is not None and kind != "hub":
         raise InputError(
             f"--revision {revision!r} applies only to hub ids, not to {spec!r}: drop it."
         )
-    with progress_bars(progress):
-        if kind in ("embedded", "gguf"):
-            if kind == "embedded":
-                gguf, name = embedded_gguf_path(spec), spec
-            else:
-                gguf = Path(spec).expanduser().resolve()
-                name = gguf.stem
-            folder, gguf_sha = ensure_gguf_cache(gguf, label=name, progress=progress)
-            fingerprint: str | None = f"sha256:{gguf_sha}"
-            # lamina wrote this folder: safetensors only, and a GGUF carries no code.
-            trust_remote_code = allow_pickle = False
-        elif kind == "local":
-            folder = Path(spec).expanduser().resolve()
-            name, fingerprint = folder.name, None
+    if kind in ("embedded", "gguf"):
+        if kind == "embedded":
+            gguf, name = embedded_gguf_path(spec), spec
         else:
-            folder, commit = resolve_hub(
-                spec,
-                revision=revision,
-                allow_pickle=allow_pickle,
-                trust_remote_code=trust_remote_code,
-            )
-            name, fingerprint = spec.rsplit("/", 1)[-1], f"hub:{commit}"
-        return _load_folder(
-            folder,
-            spec=spec,
-            name=name,
-            source=kind,
-            revision=revision,
-            fingerprint=fingerprint,
-            device=torch_device,
-            dtype=torch_dtype,
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
+            gguf = Path(spec).expanduser().resolve()
+            name = gguf.stem
+        folder, gguf_sha = ensure_gguf_cache(gguf, label=name, progress=progress)
+        # lamina wrote this folder: safetensors only, and a GGUF carries no code.
+        return ResolvedModel(spec, name, kind, folder, f"sha256:{gguf_sha}", False, False)
+    if kind == "local":
+        folder = Path(spec).expanduser().resolve()
+        return ResolvedModel(spec, folder.name, kind, folder, None, trust_remote_code, allow_pickle)
+    folder, commit = resolve_hub(
+        spec, revision=revision, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code
+    )
+    name = spec.rsplit("/", 1)[-1]
+    return ResolvedModel(spec, name, kind, folder, f"hub:{commit}", trust_remote_code, allow_pickle)
+
+
+def model_fingerprint(resolved: ResolvedModel) -> str:
+    """The fingerprint a loaded model of ``resolved`` will report (hashing local weights)."""
+    if resolved.fingerprint is not None:
+        return resolved.fingerprint
+    kind, weights = _weights_files(
+        resolved.folder, spec=resolved.spec, allow_pickle=resolved.allow_pickle
+    )
+    if kind is None:
+        raise ModelLoadError(
+            f"model {resolved.spec!r} has no weights that transformers can read "
+            "(model.safetensors or a sharded index): save it with save_pretrained."
         )
+    return _weights_fingerprint(weights)
+
+
+def model_skeleton(resolved: ResolvedModel) -> transformers.PreTrainedModel:
+    """The model's modules without weights (on torch's meta device), after the safety checks.
+
+    Enough to find its sites and shape; nothing is computed with it.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    _refuse_remote_code(resolved.folder, resolved.spec, resolved.trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(
+            resolved.folder, trust_remote_code=resolved.trust_remote_code, local_files_only=True
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(
+            f"cannot read the config of {resolved.spec!r} ({reason(exc)}): upgrade "
+            "transformers or check config.json."
+        ) from exc
+    _check_causal_lm(config, resolved.spec, resolved.trust_remote_code)
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(
+            config, trust_remote_code=resolved.trust_remote_code
+        )
+
+
+def resolved_tokenizer(resolved: ResolvedModel) -> transformers.PreTrainedTokenizerBase:
+    """The tokenizer of a resolved model, without loading its weights."""
+    return load_tokenizer(
+        resolved.folder, spec=resolved.spec, trust_remote_code=resolved.trust_remote_code
+    )
 
 
 def resolve_device(device: str) -> torch.device:

@@ -51,6 +51,7 @@ __all__ = [
     "load_text",
     "seed_text_cache",
     "strip_gutenberg_boilerplate",
+    "text_from_bytes",
 ]
 
 DEFAULT_TEXT = "gutenberg:11"
@@ -156,6 +157,18 @@ def load_text(spec: str = DEFAULT_TEXT, *, keep_boilerplate: bool = False) -> Lo
         raw, source = _download(spec), spec
     else:
         raw, source = _read_file(spec)
+    return text_from_bytes(raw, spec, source, keep_boilerplate=keep_boilerplate)
+
+
+def text_from_bytes(
+    raw: bytes, spec: str, source: str, *, keep_boilerplate: bool = False
+) -> LoadedText:
+    """A loaded text from its bytes as obtained: decoded, cleaned, with provenance.
+
+    ``spec`` names the text in messages and outputs, ``source`` says where the
+    bytes came from. Raises :class:`TextLoadError` for bytes that are not UTF-8
+    text or a text that is empty.
+    """
     decoded = _decode(raw, spec)
     if keep_boilerplate:
         text, boilerplate = decoded, "kept"

@@ -1,8 +1,10 @@
 """What a study is asked to do: the analysis options and the windows of the forward pass.
 
-Both are frozen dataclasses validated on construction: a value no analysis can
-use raises :class:`~lamina.errors.InputError` with one sentence, before any model
-is loaded. The defaults are the reference study's design.
+:class:`StudyOptions` and :class:`WindowOptions` (defined with the window plan in
+:mod:`lamina.capture.windows`, re-exported here) are frozen dataclasses validated
+on construction: a value no analysis can use raises
+:class:`~lamina.errors.InputError` with one sentence, before any model is
+loaded. The defaults are the reference study's design.
 """
 
 from __future__ import annotations
@@ -10,8 +12,18 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from lamina.capture.windows import WINDOW_MODES
+from lamina.capture.windows import WindowOptions
 from lamina.errors import InputError
+
+__all__ = [
+    "COMPAT_ALIASES",
+    "COMPAT_MODES",
+    "NOTEBOOK_STATISTIC",
+    "StudyOptions",
+    "WindowOptions",
+    "check_windows",
+    "notebook_windows",
+]
 from lamina.stats.catalog import (
     ALTERNATIVES,
     BIN_RULES,
@@ -180,47 +192,6 @@ class StudyOptions:
         d["statistic_computed"] = self.effective_statistic
         d["diagnostic_permutations"] = self.n_diagnostic_permutations
         return d
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowOptions:
-    """How the text is cut into windows for the forward pass (see :mod:`lamina.capture.windows`).
-
-    The default is the reference study's: one window from the middle of the
-    text of ``window`` tokens (None: 1024, or the model's context if shorter).
-    ``mode`` is ``"middle"`` or ``"all"``; ``stride`` (``all`` only) defaults to
-    half a window; ``batch_size`` windows share a forward pass; ``max_tokens``
-    caps the scored tokens; ``bos`` prepends the BOS token to every window.
-    """
-
-    mode: str = "middle"
-    window: int | None = None
-    stride: int | None = None
-    batch_size: int = 1
-    max_tokens: int | None = None
-    bos: bool = False
-
-    def __post_init__(self) -> None:
-        if self.mode not in WINDOW_MODES:
-            raise InputError(
-                f"--windows {self.mode!r} is unknown: use one of {', '.join(WINDOW_MODES)}."
-            )
-        for option, value in (
-            ("--window", self.window),
-            ("--stride", self.stride),
-            ("--max-tokens", self.max_tokens),
-            ("--batch-size", self.batch_size),
-        ):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise InputError(f"{option} {value!r} must be a positive number.")
-        if self.stride is not None and self.window is not None and self.stride > self.window:
-            raise InputError(
-                f"--stride {self.stride} is longer than the window {self.window}, which would "
-                "leave tokens unscored; use a stride of at most the window."
-            )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 def notebook_windows(context_length: int) -> WindowOptions:

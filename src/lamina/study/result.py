@@ -51,8 +51,9 @@ class StudyData:
 class StudyResult(Record):
     """Everything the study computed; ``to_dict()`` is ``results.json``.
 
-    ``part1`` ... ``part6`` are the typed parts; ``data`` holds the per-token
-    arrays for the figures and is not serialised.
+    ``part1`` ... ``part6`` are the typed parts; ``timings`` the seconds each stage
+    of a run took (set by the pipeline); ``data`` holds the per-token arrays for
+    the figures and is not serialised.
     """
 
     lamina_version: str
@@ -71,14 +72,19 @@ class StudyResult(Record):
     part4: Divergences
     part5: Significance
     part6: LaminarProfile
+    timings: dict[str, float] | None = None
     data: StudyData | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready dict of ``results.json`` (non-finite floats become null)."""
+        """The JSON-ready dict of ``results.json`` (non-finite floats become null).
+
+        ``timings`` (seconds per stage of a run) is written only when a run set it.
+        """
         out: dict[str, Any] = {"format": RESULTS_FORMAT, "format_version": RESULTS_FORMAT_VERSION}
         for f in dataclasses.fields(self):
-            if f.name != "data":
-                out[f.name] = jsonable(plain(getattr(self, f.name)))
+            value = getattr(self, f.name)
+            if f.name != "data" and not (f.name == "timings" and value is None):
+                out[f.name] = jsonable(plain(value))
         return out
 
     def to_json(self) -> str:

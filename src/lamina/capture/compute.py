@@ -1,0 +1,220 @@
+"""The forward passes of one shard: what the model predicts and what each site writes.
+
+:class:`ShardComputer` holds a loaded model with its site hooks and computes a
+shard's columns (:data:`lamina.capture.shards.SHARD_SCHEMA` plus one float32
+column per site and layer) for the shard's scored positions, in plan order.
+Fresh windows of equal length run in batches; a ``stream`` segment runs its
+chunks one after the other through the model's key/value cache
+(:mod:`lamina.capture.stream`). Scores and norms stay on the model's device
+until a batch is done, then move to the host in one transfer each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from lamina.capture.device import accepts, model_device
+from lamina.capture.hooks import NormCapture
+from lamina.capture.scoring import score_next_tokens
+from lamina.capture.stream import chunk_inputs
+from lamina.capture.windows import Window
+from lamina.errors import CaptureError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lamina.capture.sites import ResolvedSites
+
+SCORE_DTYPES = {
+    "correct": np.bool_,
+    "pred_id": np.int32,
+    "target_rank": np.int32,
+    "target_logprob": np.float32,
+    "entropy": np.float32,
+}
+
+
+class Interrupted(Exception):
+    """Raised between batches when the caller asked extraction to stop (e.g. on SIGINT)."""
+
+
+def batches(windows: Sequence[Window], batch_size: int) -> Iterator[list[Window]]:
+    """Consecutive fresh windows of equal length, at most ``batch_size`` at a time (no padding)."""
+    group: list[Window] = []
+    for w in windows:
+        if group and (len(group) == batch_size or w.length != group[0].length):
+            yield group
+            group = []
+        group.append(w)
+    if group:
+        yield group
+
+
+class ShardComputer:
+    """A model with hooks on its sites, ready to compute shards (see the module docstring).
+
+    ``batch_size`` is the number of fresh windows per forward pass; ``bos_id``
+    the BOS token prepended to every fresh window (None: none); ``should_stop``
+    is asked between batches and raises :class:`Interrupted` when it says yes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        resolved: ResolvedSites,
+        *,
+        batch_size: int = 1,
+        bos_id: int | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self.model = model
+        self.capture = NormCapture(model, resolved)
+        self.names = list(self.capture.names)
+        self.batch_size = batch_size
+        self.bos_id = bos_id
+        self.device = model_device(model)
+        self.keep_logits = accepts(model, "logits_to_keep")
+        # transformers 5 calls the key/value cache argument `cache`, earlier `past_key_values`
+        self.cache_argument = "cache" if accepts(model, "cache") else "past_key_values"
+        self.should_stop = should_stop
+        self.on_batch = on_batch
+
+    def compute(self, tokens: np.ndarray, windows: Sequence[Window]) -> dict[str, np.ndarray]:
+        """The shard's columns for ``windows`` of the token stream ``tokens``, in plan order."""
+        token_tensor = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64)).to(
+            self.device
+        )
+        parts: list[dict[str, np.ndarray]] = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with self.capture, torch.inference_mode():
+                for segment, group in _runs(windows):
+                    if segment:
+                        parts.append(self.forward_segment(token_tensor, group))
+                        self._after_batch(sum(w.n_scored for w in group))
+                        continue
+                    for batch in batches(group, self.batch_size):
+                        parts.extend(self._fresh_fitting(token_tensor, batch))
+                        self._after_batch(sum(w.n_scored for w in batch))
+        finally:
+            self.model.train(was_training)
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def _after_batch(self, n_scored: int) -> None:
+        if self.on_batch is not None:
+            self.on_batch(n_scored)
+        if self.should_stop is not None and self.should_stop():
+            raise Interrupted
+
+    def _fresh_fitting(self, token_tensor: torch.Tensor, batch: list[Window]) -> list[dict]:
+        """``forward_fresh``, halving the batch (and remembering the size) when it does not fit."""
+        try:
+            return [self.forward_fresh(token_tensor, batch)]
+        except torch.OutOfMemoryError as exc:
+            if len(batch) == 1:
+                raise CaptureError(
+                    f"one window of {batch[0].length} tokens does not fit in the {self.device} "
+                    "memory; give a smaller --window or --dtype bfloat16."
+                ) from exc
+        from lamina.capture.batching import remember
+
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        half = len(batch) // 2
+        self.batch_size = half
+        remember(self.model, batch[0].length, self.device, half)
+        return [
+            *self._fresh_fitting(token_tensor, batch[:half]),
+            *self._fresh_fitting(token_tensor, batch[half:]),
+        ]
+
+    def forward_fresh(self, token_tensor: torch.Tensor, group: list[Window]) -> dict[str, Any]:
+        """One forward pass of fresh windows of equal length; their scored rows' columns."""
+        ids = torch.stack([token_tensor[w.start : w.stop] for w in group])
+        if self.bos_id is not None:
+            bos_column = torch.full((len(group), 1), self.bos_id, device=self.device)
+            ids = torch.cat([bos_column, ids], dim=1)
+        keep = max(w.n_scored for w in group)
+        self.capture.start_batch(len(group), ids.shape[1], keep, self.device)
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if self.keep_logits:
+            kwargs["logits_to_keep"] = keep
+        logits = self.model(input_ids=ids, **kwargs).logits[:, -keep:]
+        self.capture.check_filled()
+        return self.collect(logits, self.capture.buffer, token_tensor, group, keep)
+
+    def forward_segment(self, token_tensor: torch.Tensor, segment: list[Window]) -> dict:
+        """One ``stream`` segment: a fresh window, then chunks through the key/value cache."""
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        sink = 1 if self.bos_id is not None else 0
+        parts = []
+        for k, w in enumerate(segment):
+            if k == 0:
+                ids = token_tensor[w.start : w.stop][None]
+                if self.bos_id is not None:
+                    bos = torch.full((1, 1), self.bos_id, device=self.device)
+                    ids = torch.cat([bos, ids], dim=1)
+                kwargs: dict[str, Any] = {}
+            else:
+                ids = token_tensor[w.score_from : w.stop][None]
+                kwargs = chunk_inputs(cache, w, sink, ids.shape[1], self.device)
+            if self.keep_logits:
+                kwargs["logits_to_keep"] = w.n_scored
+            self.capture.start_batch(1, ids.shape[1], w.n_scored, self.device)
+            kwargs[self.cache_argument] = cache
+            output = self.model(input_ids=ids, use_cache=True, **kwargs)
+            self.capture.check_filled()
+            logits = output.logits[:, -w.n_scored :]
+            parts.append(self.collect(logits, self.capture.buffer, token_tensor, [w], w.n_scored))
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def collect(
+        self,
+        logits: torch.Tensor,
+        buffer: torch.Tensor,
+        token_tensor: torch.Tensor,
+        group: Sequence[Window],
+        keep: int,
+    ) -> dict[str, np.ndarray]:
+        """Score the windows' scored rows and move scores and norms to the host, once each."""
+        rows = [logits[i, keep - w.n_scored :] for i, w in enumerate(group)]
+        targets = torch.cat([token_tensor[w.score_from + 1 : w.stop + 1] for w in group])
+        scores = score_next_tokens(rows[0] if len(rows) == 1 else torch.cat(rows), targets)
+        norms = torch.cat(
+            [buffer[:, i, keep - w.n_scored :] for i, w in enumerate(group)], dim=1
+        )  # (columns, rows)
+        out = {
+            name: scores[name].cpu().numpy().astype(dtype) for name, dtype in SCORE_DTYPES.items()
+        }
+        host = norms.T.float().cpu().numpy()
+        for j, name in enumerate(self.names):
+            out[name] = host[:, j]
+        return out
+
+
+def _runs(windows: Sequence[Window]) -> Iterator[tuple[bool, list[Window]]]:
+    """Split a shard's windows into ``(is_segment, windows)`` runs.
+
+    A ``stream`` segment is a fresh window followed by the cached chunks that
+    continue it; every other run is consecutive fresh windows.
+    """
+    runs: list[tuple[bool, list[Window]]] = []
+    for k, w in enumerate(windows):
+        next_cached = k + 1 < len(windows) and windows[k + 1].cached
+        if w.cached:
+            runs[-1][1].append(w)
+        elif next_cached:
+            runs.append((True, [w]))
+        elif runs and not runs[-1][0]:
+            runs[-1][1].append(w)
+        else:
+            runs.append((False, [w]))
+    yield from runs

@@ -1,0 +1,194 @@
+"""The work of an extraction: documents as token streams, their windows, and content-keyed shards.
+
+Every document is tokenized on its own (no special tokens) and cut into windows
+that never cross a document boundary (:func:`lamina.capture.windows.plan_windows`).
+Window indices count across the corpus, in document order. Consecutive windows of
+one document are grouped into *shards*, the unit of work that is saved, resumed
+and distributed. A shard's key is the sha256 of everything its rows depend on:
+the model's fingerprint and dtype, the table format version, the sites and their
+modules, the window plan, the document's sha256 and the token ids the shard
+reads. Two runs with the same inputs share shards; runs with different inputs
+never mix them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from lamina.capture.windows import Window, plan_windows
+from lamina.errors import InputError, LaminaError
+from lamina.table import FORMAT_VERSION
+
+#: Windows per shard by default: a few seconds of CPU work with a small model.
+DEFAULT_SHARD_WINDOWS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Document:
+    """One document of the corpus: its index, token stream and provenance."""
+
+    index: int
+    tokens: np.ndarray  # int64 token ids, no special tokens
+    provenance: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.provenance.get("spec") or f"document {self.index}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Consecutive windows of one document, saved as one file named by ``key``."""
+
+    index: int
+    doc: int
+    windows: tuple[Window, ...]
+    key: str
+
+    @property
+    def n_scored(self) -> int:
+        return sum(w.n_scored for w in self.windows)
+
+
+@dataclasses.dataclass
+class ExtractionPlan:
+    """Documents, windows and shards of one extraction, and what every shard depends on."""
+
+    documents: list[Document]
+    shards: list[Shard]
+    mode: str
+    window: int
+    stride: int | None
+    bos: bool
+    max_tokens: int | None
+    batch_size: int | str
+    identity: dict[str, Any]
+
+    @property
+    def windows(self) -> list[Window]:
+        return [w for shard in self.shards for w in shard.windows]
+
+    @property
+    def n_scored(self) -> int:
+        return sum(shard.n_scored for shard in self.shards)
+
+    def windows_metadata(self) -> dict[str, Any]:
+        """The ``windows`` entry of the table's metadata."""
+        return {
+            "mode": self.mode,
+            "window": self.window,
+            "stride": self.stride,
+            "bos": self.bos,
+            "batch_size": self.batch_size,
+            "max_tokens": self.max_tokens,
+            "n_windows": len(self.windows),
+        }
+
+
+def plan_extraction(
+    documents: Sequence[Document],
+    *,
+    mode: str,
+    window: int,
+    stride: int | None,
+    max_tokens: int | None,
+    bos: bool,
+    context_length: int | None,
+    identity: dict[str, Any],
+    shard_windows: int = DEFAULT_SHARD_WINDOWS,
+    batch_size: int | str = 1,
+) -> ExtractionPlan:
+    """Windows for every document (``max_tokens`` counts over the corpus) grouped into shards.
+
+    ``identity`` is what the rows depend on besides the text (model fingerprint
+    and dtype, sites and their modules): it enters every shard's key.
+    """
+    if not isinstance(shard_windows, int) or shard_windows < 1:
+        raise InputError(f"--shard-windows {shard_windows!r} must be a positive number.")
+    left = max_tokens
+    shards: list[Shard] = []
+    n_windows = 0
+    for doc in documents:
+        if left is not None and left <= 0:
+            break
+        try:
+            windows = plan_windows(
+                len(doc.tokens),
+                mode,
+                window,
+                stride,
+                left,
+                context_length=context_length,
+                bos=bos,
+            )
+        except LaminaError as exc:
+            raise InputError(f"document {doc.name}: {exc}") from exc
+        windows = [dataclasses.replace(w, index=n_windows + k) for k, w in enumerate(windows)]
+        n_windows += len(windows)
+        if left is not None:
+            left -= sum(w.n_scored for w in windows)
+        for group in _groups(windows, shard_windows, mode):
+            key = shard_key(identity, doc, group, mode=mode, window=window, bos=bos)
+            shards.append(Shard(len(shards), doc.index, tuple(group), key))
+    stride_used = None if mode == "middle" else stride
+    return ExtractionPlan(
+        documents=list(documents),
+        shards=shards,
+        mode=mode,
+        window=window,
+        stride=stride_used,
+        bos=bos,
+        max_tokens=max_tokens,
+        batch_size=batch_size,
+        identity=identity,
+    )
+
+
+def _groups(windows: list[Window], size: int, mode: str) -> list[list[Window]]:
+    """Consecutive groups of ``size`` windows; a ``stream`` shard starts a fresh segment."""
+    groups: list[list[Window]] = []
+    for w in windows:
+        start_new = not groups or len(groups[-1]) >= size
+        if mode == "stream" and w.cached:
+            start_new = not groups  # a cached chunk needs the window before it
+        elif mode == "stream" and groups and len(groups[-1]) < size:
+            start_new = False
+        if start_new:
+            groups.append([])
+        groups[-1].append(w)
+    return groups
+
+
+def shard_key(
+    identity: dict[str, Any],
+    doc: Document,
+    windows: Sequence[Window],
+    *,
+    mode: str,
+    window: int,
+    bos: bool,
+) -> str:
+    """sha256 of everything a shard's rows depend on (see the module docstring)."""
+    first, last = min(w.start for w in windows), max(w.stop for w in windows)
+    span = np.ascontiguousarray(doc.tokens[first : last + 1], dtype=np.int64)
+    described = {
+        "table_format": FORMAT_VERSION,
+        **identity,
+        "document_sha256": doc.provenance.get("sha256"),
+        "tokens_sha256": hashlib.sha256(span.tobytes()).hexdigest(),
+        "mode": mode,
+        "window": window,
+        "bos": bos,
+        "windows": [
+            [w.start - first, w.stop - first, w.score_from - first, w.cached, w.origin - first]
+            for w in windows
+        ],
+    }
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,0 +1,146 @@
+"""Running a plan's shards in this process: reuse what is saved, compute and save the rest.
+
+With a shards directory, every shard whose file is whole and carries its key is
+read back instead of computed, every computed shard is saved as soon as it is
+done, and ``manifest.json`` lists the shards done so far. A stop requested
+between batches (SIGINT) raises :class:`~lamina.errors.ExtractionInterrupted`
+after saving every finished shard, so the same command resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lamina.capture.compute import Interrupted, ShardComputer
+from lamina.capture.plan import ExtractionPlan, Shard
+from lamina.capture.shards import (
+    MANIFEST_FORMAT,
+    read_shard,
+    remove_stale_temporaries,
+    save_manifest,
+    write_shard,
+)
+from lamina.errors import ExtractionInterrupted
+
+
+@dataclasses.dataclass
+class RunCounts:
+    """What a run computed and what it reused (shards, windows, scored tokens)."""
+
+    shards_computed: int = 0
+    shards_reused: int = 0
+    windows_computed: int = 0
+    tokens_computed: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def shard_columns_names(computer_names: list[str]) -> list[str]:
+    return ["correct", "target_rank", "target_logprob", "entropy", "pred_id", *computer_names]
+
+
+def manifest_of(
+    plan: ExtractionPlan, done: list[str], report: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The manifest of a shards directory for ``plan`` with the shards ``done``.
+
+    ``report`` is the model report of the run that computed them, so a later run
+    that only reuses shards can still describe the model.
+    """
+    return {
+        "format": MANIFEST_FORMAT,
+        "version": 1,
+        "identity": plan.identity,
+        "model": report,
+        "windows": plan.windows_metadata(),
+        "documents": [
+            {"spec": d.provenance.get("spec"), "sha256": d.provenance.get("sha256")}
+            for d in plan.documents
+        ],
+        "shards": [
+            {
+                "key": s.key,
+                "doc": s.doc,
+                "windows": [s.windows[0].index, s.windows[-1].index],
+                "rows": s.n_scored,
+            }
+            for s in plan.shards
+        ],
+        "done": done,
+    }
+
+
+def reuse_saved(
+    plan: ExtractionPlan, shards_dir: Path | None, names: list[str]
+) -> dict[str, dict[str, np.ndarray]]:
+    """The columns of every shard already saved whole in ``shards_dir``, by key."""
+    found: dict[str, dict[str, np.ndarray]] = {}
+    if shards_dir is None or not Path(shards_dir).is_dir():
+        return found
+    for shard in plan.shards:
+        table = read_shard(Path(shards_dir), shard.key, shard.n_scored, names)
+        if table is not None:
+            found[shard.key] = {n: table.column(n).to_numpy(zero_copy_only=False) for n in names}
+    return found
+
+
+def run_local(
+    plan: ExtractionPlan,
+    computer: ShardComputer,
+    *,
+    shards_dir: Path | None = None,
+    on_reused: Callable[[int], None] | None = None,
+    report: dict[str, Any] | None = None,
+) -> tuple[dict[str, dict[str, np.ndarray]], RunCounts]:
+    """Every shard's columns, reused or computed (and saved when ``shards_dir`` is given)."""
+    started = time.time()
+    names = shard_columns_names(computer.names)
+    results = reuse_saved(plan, shards_dir, names)
+    counts = RunCounts(shards_reused=len(results))
+    if on_reused is not None:
+        on_reused(sum(s.n_scored for s in plan.shards if s.key in results))
+    if shards_dir is not None:
+        Path(shards_dir).mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(Path(shards_dir), older_than=started)
+        save_manifest(Path(shards_dir), manifest_of(plan, sorted(results), report))
+    for shard in plan.shards:
+        if shard.key in results:
+            continue
+        try:
+            columns = computer.compute(plan.documents[shard.doc].tokens, shard.windows)
+        except Interrupted:
+            raise _interrupted(plan, results, shards_dir) from None
+        results[shard.key] = columns
+        _count(counts, shard)
+        if shards_dir is not None:
+            write_shard(Path(shards_dir), shard.key, columns)
+            save_manifest(Path(shards_dir), manifest_of(plan, sorted(results), report))
+    return results, counts
+
+
+def _count(counts: RunCounts, shard: Shard) -> None:
+    counts.shards_computed += 1
+    counts.windows_computed += len(shard.windows)
+    counts.tokens_computed += shard.n_scored
+
+
+def _interrupted(
+    plan: ExtractionPlan, results: Mapping[str, Any], shards_dir: Path | None
+) -> ExtractionInterrupted:
+    done = len(results)
+    where = (
+        f"saved in {shards_dir}; run the same command again to resume"
+        if shards_dir is not None
+        else "not saved (no shards directory)"
+    )
+    return ExtractionInterrupted(
+        f"interrupted after {done} of {len(plan.shards)} shards of the extraction; those are "
+        f"{where}."
+    )

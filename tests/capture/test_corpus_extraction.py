@@ -1,0 +1,124 @@
+"""Corpora and shards: documents never mix, shards resume, different inputs never share."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from lamina.capture import extract
+from lamina.capture.shards import MANIFEST_FILE, load_manifest
+from lamina.sources import load_corpus
+from lamina.table import table_metadata
+from study.token_tables import tiny_study_text
+from tiny_models import tiny_loaded
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return tiny_loaded("gpt2")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text(tiny_study_text(2), encoding="utf-8")
+    (tmp_path / "docs" / "b.txt").write_text(tiny_study_text(1).upper(), encoding="utf-8")
+    return load_corpus(str(tmp_path / "docs"))
+
+
+def _rows(table, doc):
+    mask = pc.equal(table.column("doc"), doc)
+    return table.filter(mask)
+
+
+def test_each_document_is_extracted_as_if_alone(loaded, corpus):
+    table = extract(loaded, corpus, windows="all", window=64, progress=False)
+    meta = table_metadata(table)
+    assert [d["spec"] for d in meta["documents"]] == [d.provenance.spec for d in corpus.documents]
+    assert meta["text"]["sha256"] == corpus.sha256 and meta["text"]["n_documents"] == 2
+    for index, doc in enumerate(corpus.documents):
+        rows = _rows(table, index)
+        alone = extract(loaded, doc, windows="all", window=64, progress=False)
+        assert rows.num_rows == alone.num_rows == meta["documents"][index]["n_tokens"] - 1
+        for name in ("text_pos", "ctx_pos", "target_id", "correct", "attn_out.1"):
+            np.testing.assert_array_equal(
+                rows.column(name).to_numpy(), alone.column(name).to_numpy(), err_msg=name
+            )
+        # no window crosses into the next document: each window's rows are one document's
+        windows = rows.column("window").to_numpy()
+        assert set(windows).isdisjoint(set(_rows(table, 1 - index).column("window").to_numpy()))
+    # window indices count over the corpus, in document order
+    assert np.all(np.diff(table.column("window").to_numpy()) >= 0)
+
+
+def test_max_tokens_counts_over_the_corpus(loaded, corpus):
+    first = len(extract(loaded, corpus.documents[0], window=64, progress=False))
+    table = extract(loaded, corpus, window=64, max_tokens=first + 10, progress=False)
+    assert table.num_rows == first + 10
+    assert _rows(table, 1).num_rows == 10
+
+
+def test_a_rerun_computes_only_the_missing_shards_and_gives_the_same_table(
+    loaded, corpus, tmp_path
+):
+    shards = tmp_path / "shards"
+    first = extract(loaded, corpus, window=64, shards_dir=shards, shard_windows=3, progress=False)
+    files = sorted(shards.glob("*.parquet"))
+    manifest = load_manifest(shards)
+    assert len(files) == len(manifest["shards"]) == len(manifest["done"]) >= 4
+    # lose two shards (as a killed run would), then run again
+    lost = [s for s in manifest["shards"] if s["key"] in {f.stem for f in files[:2]}]
+    for f in files[:2]:
+        f.unlink()
+    again = extract(loaded, corpus, window=64, shards_dir=shards, shard_windows=3, progress=False)
+    counts = table_metadata(again)["extraction"]
+    assert counts["shards_computed"] == 2
+    assert counts["shards_reused"] == len(files) - 2
+    assert counts["windows_computed"] == sum(s["windows"][1] - s["windows"][0] + 1 for s in lost)
+    assert again.drop(["window"]).equals(first.drop(["window"]))
+    assert again.column("window").equals(first.column("window"))
+
+
+def test_different_inputs_never_share_shards(loaded, corpus, tmp_path):
+    shards = tmp_path / "shards"
+    extract(loaded, corpus, window=64, shards_dir=shards, progress=False)
+    keys = {f.stem for f in shards.glob("*.parquet")}
+    for change in ({"window": 48}, {"sites": ("attn_out", "mlp_out")}, {"bos": True}):
+        options = {"window": 64, **change}
+        table = extract(loaded, corpus, shards_dir=shards, progress=False, **options)
+        assert table_metadata(table)["extraction"]["shards_reused"] == 0, change
+    other = tiny_loaded("gpt2", seed=1)
+    table = extract(other, corpus, window=64, shards_dir=shards, progress=False)
+    assert table_metadata(table)["extraction"]["shards_reused"] == 0
+    # the first run's shards are all still there, untouched
+    assert keys <= {f.stem for f in shards.glob("*.parquet")}
+
+
+def test_a_damaged_shard_is_computed_again(loaded, corpus, tmp_path):
+    shards = tmp_path / "shards"
+    first = extract(loaded, corpus, window=64, shards_dir=shards, progress=False)
+    victim = sorted(shards.glob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated
+    other = sorted(shards.glob("*.parquet"))[1]
+    other.rename(shards / f"{'0' * 64}.parquet")  # a file under a key it does not carry
+    again = extract(loaded, corpus, window=64, shards_dir=shards, progress=False)
+    assert table_metadata(again)["extraction"]["shards_computed"] == 2
+    assert again.equals(first.replace_schema_metadata(again.schema.metadata))
+    manifest = json.loads((shards / MANIFEST_FILE).read_text())
+    assert manifest["model"]["fingerprint"] == loaded.report.fingerprint
+
+
+def test_batch_size_auto_equals_one_window_at_a_time(loaded, corpus):
+    one = extract(loaded, corpus, window=64, batch_size=1, progress=False)
+    auto = extract(loaded, corpus, window=64, batch_size="auto", progress=False)
+    assert table_metadata(auto)["extraction"]["batch_size"] > 1
+    for name in ("correct", "pred_id", "target_rank"):
+        np.testing.assert_array_equal(one.column(name).to_numpy(), auto.column(name).to_numpy())
+    # float32 matrix products of different shapes may round differently: 1e-5 relative
+    for name in ("attn_out.0", "attn_out.1", "target_logprob", "entropy"):
+        np.testing.assert_allclose(
+            one.column(name).to_numpy(), auto.column(name).to_numpy(), rtol=1e-5, atol=1e-6
+        )
