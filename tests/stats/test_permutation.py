@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lamina import backends
+from lamina.backends import counts as backend_counts
 from lamina.errors import InputError
 from lamina.stats import (
     STATISTICS,
@@ -274,7 +275,7 @@ def test_same_seed_same_null_whatever_the_chunking(monkeypatch):
     again = permutation_test(values, labels, n_permutations=100, seed=3, backend="numpy")
     np.testing.assert_array_equal(first.null_distribution, again.null_distribution)
     monkeypatch.setattr(_kernels, "CHUNK_BYTES", 30_000)  # ~10 labellings per chunk
-    monkeypatch.setattr(backends, "ONEHOT_BYTES", 10_000)  # one-hot of 1-2 columns at a time
+    monkeypatch.setattr(backend_counts, "ONEHOT_BYTES", 10_000)  # one-hot of 1-2 columns at a time
     chunked = permutation_test(values, labels, n_permutations=100, seed=3)
     np.testing.assert_allclose(first.null_distribution, chunked.null_distribution, rtol=1e-14)
     other = permutation_test(values, labels, n_permutations=100, seed=4)
@@ -377,7 +378,7 @@ def test_auto_backend_imports_torch_only_when_it_pays():
         "print(r.backend, 'torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["numpy", "False"]
+    assert out.stdout.split() == ["numpy-float32", "False"]
 
 
 def test_auto_backend_gives_the_same_null_as_numpy():

@@ -145,6 +145,21 @@ def test_part6_rows_against_numpy_and_scipy(synthetic):
     assert result.to_dict()["part6"]["n_significant_correct_higher"] == 2
 
 
+def test_part6_records_where_the_counts_ran(monkeypatch):
+    monkeypatch.setenv("LAMINA_PERM_BACKEND", "numpy-float32")
+    correct, norms = separated_norms(n_tokens=120, n_layers=3, shift_layers=(1,), shift=0.6)
+    options = StudyOptions(layer=1, permutations=50, diagnostic_permutations=20, sweep_bins=(5, 6))
+    result = analyze_table(token_table(correct, norms), options, created="2000-01-01T00:00:00Z")
+    p6 = result.to_dict()["part6"]
+    assert p6["backend"] == "numpy-float32"
+    assert p6["backend_reason"] == "set by LAMINA_PERM_BACKEND=numpy-float32"
+    again = StudyResult.from_dict(json.loads(result.to_json()))
+    assert (again.part6.backend, again.part6.backend_reason) == (
+        p6["backend"],
+        p6["backend_reason"],
+    )
+
+
 def test_maxstat_pvalues_from_the_null(synthetic):
     _, _, _, result = synthetic
     rows = result.to_dict()["part6"]["layers"]

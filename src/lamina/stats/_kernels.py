@@ -15,27 +15,41 @@ import numpy as np
 import scipy.stats
 from scipy.special import rel_entr
 
-from lamina.backends import OneHotCounts
+from lamina.backends import OneHotCounts, choose_backend
+from lamina.backends.counts import TILE_TOKENS
 from lamina.errors import InputError
 from lamina.stats._knn import knn_kl_sorted
+from lamina.stats._labellings import labelling_rows
 from lamina.stats.effects import hedges_correction
-from lamina.stats.histograms import bin_edges, bin_indices
+from lamina.stats.histograms import bin_indices, edges_of
 
 #: Working memory per chunk of labellings (bytes).
 CHUNK_BYTES = 128 * 2**20
+#: Tokens binned at once.
+BIN_CHUNK = 2**20
+#: Largest group for which ``x log x`` is tabulated (8 MiB per table).
+LOOKUP_MAX = 2**20
 
 
 class Kernel:
     """Evaluates a statistic for a block of labellings: bool (rows, n) -> float64 (rows, L)."""
 
     bytes_per_row: int = 1
+    #: Whether the kernel takes a block drawn a range of tokens at a time (else: a whole array).
+    streams: bool = False
 
     def __call__(self, block: np.ndarray) -> np.ndarray:  # pragma: no cover - interface
         raise NotImplementedError
 
 
 class HistogramKernel(Kernel):
-    """JS or KL of the two groups' histograms on each column's pooled edges, from exact counts."""
+    """JS or KL of the two groups' histograms on each column's pooled edges, from exact counts.
+
+    Blocks may be :class:`~lamina.stats._labellings.StreamedBlock` s (``streams``):
+    the counts are summed over ranges of tokens.
+    """
+
+    streams = True
 
     def __init__(
         self,
@@ -46,54 +60,88 @@ class HistogramKernel(Kernel):
         pseudocount: float,
         base_divisor: float,
         backend: str,
+        n_permutations: int,
     ) -> None:
-        n, n_cols = values.shape
-        self.edges = tuple(bin_edges(values[:, j], bins) for j in range(n_cols))
-        self.n_bins = np.array([e.size - 1 for e in self.edges], dtype=np.int64)
-        index = np.stack([bin_indices(values[:, j], e) for j, e in enumerate(self.edges)], axis=1)
-        self.pooled = np.concatenate(
-            [np.bincount(index[:, j], minlength=b) for j, b in enumerate(self.n_bins)]
-        ).astype(np.int32)
-        self.counts = OneHotCounts(index, self.n_bins, backend)
+        n = values.shape[0]
+        self.edges, self.n_bins, index, self.pooled = bin_columns(values, bins)
+        total_bins = int(self.n_bins.sum())
+        # per labelling: its labels as float32 operand for one tile of tokens, and
+        # about ten int64 / float64 values per bin (counts, both groups, the terms)
+        self.bytes_per_row = 4 * min(n, TILE_TOKENS) + 80 * total_bins
+        rows = min(n_permutations, labelling_rows(n), max(1, CHUNK_BYTES // self.bytes_per_row))
+        self.choice = choose_backend(
+            backend,
+            rows=rows,
+            tokens=n,
+            bins=total_bins,
+            work=float(n) * n_permutations * total_bins,
+        )
+        self.counts = OneHotCounts(index, self.n_bins, self.choice.name)
         self.statistic = statistic
         self.n_true = int(labels.sum())
         self.n_false = n - self.n_true
         self.pseudocount = pseudocount
         self.base_divisor = base_divisor
-        # per labelling: its labels as matrix operand (a view with torch, a
-        # float32 copy with numpy) and about six float64 values per bin
-        label_bytes = 0 if backend == "torch" else 4 * n
-        self.bytes_per_row = label_bytes + int(self.n_bins.sum()) * 8 * 6
         self.offsets = np.concatenate(([0], np.cumsum(self.n_bins)))
-        # p log p for every possible count of each group (JS in entropy form)
-        self.xlogx_true = _xlogx(np.arange(self.n_true + 1) / self.n_true)
-        self.xlogx_false = _xlogx(np.arange(self.n_false + 1) / self.n_false)
+        # p log p for every possible count of each group (JS in entropy form), while small
+        self.xlogx_true = _xlogx_table(self.n_true)
+        self.xlogx_false = _xlogx_table(self.n_false)
 
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        out = np.empty((block.shape[0], self.n_bins.size))
-        for start, end, counts_true in self.counts(block):
-            n_bins = self.n_bins[start:end]
-            first, last = self.offsets[start], self.offsets[end]
-            counts_false = self.pooled[first:last] - counts_true
-            if self.statistic == "js":
-                # JS = sum_i [p_i log p_i + q_i log q_i] / 2 - m_i log m_i, m = (p + q) / 2
-                terms = np.take(self.xlogx_true, counts_true)
-                terms += np.take(self.xlogx_false, counts_false)
-                terms *= 0.5
-                mix = counts_true * (0.5 / self.n_true)
-                mix += counts_false * (0.5 / self.n_false)
-                # log of max(m, tiny) so that empty bins give 0 * finite = 0
-                terms -= mix * np.log(np.maximum(mix, np.finfo(np.float64).tiny))
-            else:
-                c = self.pseudocount
-                width = np.repeat(n_bins, n_bins)
-                p = (counts_true + c) / (self.n_true + c * width)
-                q = (counts_false + c) / (self.n_false + c * width)
-                terms = rel_entr(p, q) if self.statistic == "kl" else rel_entr(q, p)
-            out[:, start:end] = np.add.reduceat(terms, self.offsets[start:end] - first, axis=1)
+    def __call__(self, block) -> np.ndarray:
+        counts_true = self.counts(block)
+        counts_false = self.pooled - counts_true
+        if self.statistic == "js":
+            # JS = sum_i [p_i log p_i + q_i log q_i] / 2 - m_i log m_i, m = (p + q) / 2
+            terms = _plogp(counts_true, self.n_true, self.xlogx_true)
+            terms += _plogp(counts_false, self.n_false, self.xlogx_false)
+            terms *= 0.5
+            mix = counts_true * (0.5 / self.n_true)
+            mix += counts_false * (0.5 / self.n_false)
+            # log of max(m, tiny) so that empty bins give 0 * finite = 0
+            terms -= mix * np.log(np.maximum(mix, np.finfo(np.float64).tiny))
+        else:
+            c = self.pseudocount
+            width = np.repeat(self.n_bins, self.n_bins)
+            p = (counts_true + c) / (self.n_true + c * width)
+            q = (counts_false + c) / (self.n_false + c * width)
+            terms = rel_entr(p, q) if self.statistic == "kl" else rel_entr(q, p)
+        out = np.add.reduceat(terms, self.offsets[:-1], axis=1)
         if self.statistic == "js":
             np.maximum(out, 0.0, out=out)
         return out / self.base_divisor
+
+
+def bin_columns(
+    values: np.ndarray, bins: int | str
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray]:
+    """Each column's pooled edges, bin counts, every token's bin and the pooled counts.
+
+    Returns ``(edges, n_bins (L,), index (n, L) uint8 or uint16, pooled (sum n_bins,))``;
+    tokens are binned :data:`BIN_CHUNK` at a time, so memory beyond the index
+    does not grow with n (a bin rule other than a count reads a column at once).
+    """
+    n, n_cols = values.shape
+    edges = tuple(edges_of(values[:, j], bins) for j in range(n_cols))
+    n_bins = np.array([e.size - 1 for e in edges], dtype=np.int64)
+    index = np.empty((n, n_cols), dtype=np.uint8 if n_bins.max() <= 256 else np.uint16)
+    pooled = [np.zeros(b, dtype=np.int64) for b in n_bins]
+    for start in range(0, n, BIN_CHUNK):
+        stop = min(n, start + BIN_CHUNK)
+        for j, e in enumerate(edges):
+            idx = bin_indices(values[start:stop, j], e)
+            index[start:stop, j] = idx
+            pooled[j] += np.bincount(idx, minlength=n_bins[j])
+    return edges, n_bins, index, np.concatenate(pooled)
+
+
+def _xlogx_table(n: int) -> np.ndarray | None:
+    """``x log x`` at x = k / n for every count k, or None when n is above :data:`LOOKUP_MAX`."""
+    return _xlogx(np.arange(n + 1) / n) if n < LOOKUP_MAX else None
+
+
+def _plogp(counts: np.ndarray, n: int, table: np.ndarray | None) -> np.ndarray:
+    """``p log p`` with p = counts / n, from the table while there is one."""
+    return np.take(table, counts) if table is not None else _xlogx(counts / n)
 
 
 def _xlogx(x: np.ndarray) -> np.ndarray:
@@ -225,20 +273,38 @@ class KnnKernel(Kernel):
         return out / self.base_divisor
 
 
-def evaluate(
-    kernel: Kernel, blocks: Iterator[np.ndarray], total: int, progress: bool
-) -> np.ndarray:
-    """Run ``kernel`` over labelling blocks, in chunks that keep working memory bounded."""
+def evaluate(kernel: Kernel, blocks: Iterator, total: int, progress: bool) -> np.ndarray:
+    """Run ``kernel`` over labelling blocks into a (total, L) null, in bounded chunks.
+
+    Chunks of rows keep the kernel's working memory within :data:`CHUNK_BYTES`;
+    a kernel that needs whole labellings gets a streamed block as one array.
+    """
     from tqdm.auto import tqdm
 
     max_rows = max(1, CHUNK_BYTES // max(kernel.bytes_per_row, 1))
-    parts = []
+    null = None
+    filled = 0
     with tqdm(total=total, disable=not progress, unit="perm", desc="permutations") as bar:
         for block in blocks:
-            n_chunks = -(-block.shape[0] // max_rows)
-            rows_per_chunk = -(-block.shape[0] // n_chunks)
-            for start in range(0, block.shape[0], rows_per_chunk):
-                chunk = block[start : start + rows_per_chunk]
-                parts.append(kernel(chunk))
-                bar.update(chunk.shape[0])
-    return np.concatenate(parts, axis=0)
+            if hasattr(block, "token_pieces") and not kernel.streams:
+                block = block.full()
+            rows = block.shape[0]
+            n_chunks = -(-rows // max_rows)
+            rows_per_chunk = -(-rows // n_chunks)
+            for start in range(0, rows, rows_per_chunk):
+                stop = min(rows, start + rows_per_chunk)
+                if hasattr(block, "row_range"):
+                    chunk = block if stop - start == rows else block.row_range(start, stop)
+                else:
+                    chunk = block[start:stop]
+                values = kernel(chunk)
+                if null is None:
+                    null = np.empty((int(total), values.shape[1]))
+                null[filled : filled + values.shape[0]] = values
+                filled += values.shape[0]
+                bar.update(values.shape[0])
+                del chunk, values
+            del block  # memory: not kept while the next block is drawn
+    if null is None or filled != total:
+        raise RuntimeError(f"the labellings gave {filled} rows, not {total}")  # a bug, not input
+    return null

@@ -1,8 +1,11 @@
 """The labellings of a permutation test: uniformly random relabellings, or all of them.
 
-Both generators yield bool blocks of shape ``(rows, n_tokens)``, one labelling
-per row, in blocks of :func:`block_rows` rows (about 32 MiB of labels while
-drawing), so that memory never grows with the number of permutations.
+Both generators yield blocks of shape ``(rows, n_tokens)``, one labelling per
+row: bool arrays of :func:`block_rows` rows (at most 32 MiB of labels), so that
+memory never grows with the number of permutations. Above
+:data:`STREAM_TOKENS` tokens a block is a :class:`StreamedBlock` instead, drawn
+one range of tokens at a time (at most 32 MiB of labels at once), so that
+memory does not grow with the number of tokens either.
 """
 
 from __future__ import annotations
@@ -13,10 +16,23 @@ from collections.abc import Iterator
 
 import numpy as np
 
+#: Labels drawn at once (bytes): a block, or a range of tokens of a streamed block.
+LABEL_BYTES = 32 * 2**20
+#: Above this many tokens (where a block of 16 rows would pass LABEL_BYTES), random
+#: labellings are drawn a range of tokens at a time.
+STREAM_TOKENS = 2**21
+#: Labellings per streamed block (each range then has LABEL_BYTES / STREAM_ROWS tokens).
+STREAM_ROWS = 64
+
+
+def labelling_rows(n_tokens: int) -> int:
+    """Rows of a block of random labellings of ``n_tokens`` tokens."""
+    return STREAM_ROWS if n_tokens > STREAM_TOKENS else block_rows(n_tokens)
+
 
 def block_rows(n_tokens: int) -> int:
     """Labellings drawn per random block: a function of the data size only (reproducibility)."""
-    return int(min(4096, max(16, (32 * 2**20) // max(n_tokens, 1))))
+    return int(min(4096, max(16, LABEL_BYTES // max(n_tokens, 1))))
 
 
 def random_labellings(
@@ -32,8 +48,12 @@ def random_labellings(
     removes uniformly chosen members until the group has its size. Both steps
     treat all tokens alike (relabelling the tokens does not change the
     distribution of the result), so every labelling with the right group size
-    is equally likely, and rows are independent.
+    is equally likely, and rows are independent. Above :data:`STREAM_TOKENS`
+    tokens, see :func:`streamed_labellings`.
     """
+    if n_tokens > STREAM_TOKENS:
+        yield from streamed_labellings(n_tokens, n_true, n_permutations, seed)
+        return
     rng = np.random.default_rng(seed)
     # Speed only (any proposal gives uniform labellings): draw the smaller group,
     # so that adding members picks from at least half the tokens; when it is
@@ -54,15 +74,105 @@ def random_labellings(
             0, 2**64 - 1, size=-(-rows * n_tokens // 8), dtype=np.uint64, endpoint=True
         )
         block = words.view(np.uint8)[: rows * n_tokens].reshape(rows, n_tokens) < threshold
+        del words  # memory: at most one block and its random bytes at once
         _fix_sizes(block, k, rng)
         if invert:
             np.logical_not(block, out=block)
         yield block
+        del block
         done += rows
 
 
-def _fix_sizes(block: np.ndarray, target: int, rng: np.random.Generator) -> None:
+def streamed_labellings(
+    n_tokens: int, n_true: int, n_permutations: int, seed: int
+) -> Iterator[StreamedBlock]:
+    """Uniformly random labellings as :class:`StreamedBlock` s of :data:`STREAM_ROWS` rows.
+
+    The tokens are cut into consecutive ranges of ``LABEL_BYTES / STREAM_ROWS``. Per
+    row, how many of the ``n_true`` True labels fall in each range is drawn from
+    the multivariate hypergeometric distribution (the law of those numbers for
+    a uniformly random subset of ``n_true`` tokens); then each range's labels
+    are a uniformly random subset of that size (as in :func:`random_labellings`:
+    coin flips, then :func:`_fix_sizes`), independently of the other ranges.
+    So every labelling with ``n_true`` True labels is equally likely and rows
+    are independent; each range is drawn from its own seed, so a block can be
+    drawn again, identically, a range at a time.
+    """
+    rng = np.random.default_rng(seed)
+    starts = np.arange(0, n_tokens, LABEL_BYTES // STREAM_ROWS, dtype=np.int64)
+    sizes = np.diff(np.append(starts, n_tokens))
+    done = 0
+    while done < n_permutations:
+        rows = min(STREAM_ROWS, n_permutations - done)
+        per_piece = rng.multivariate_hypergeometric(sizes, n_true, size=rows)
+        key = int(rng.integers(0, 2**63))
+        yield StreamedBlock(n_tokens, starts, per_piece, key)
+        done += rows
+
+
+class StreamedBlock:
+    """A block of labellings, shape ``(rows, n_tokens)``, drawn one range of tokens at a time.
+
+    ``per_piece``: (all rows, ranges) True labels of each row in each range;
+    ``key``: the block's seed; ``rows``: the rows of the block this one is.
+    """
+
+    def __init__(
+        self,
+        n_tokens: int,
+        starts: np.ndarray,
+        per_piece: np.ndarray,
+        key: int,
+        rows: tuple[int, int] | None = None,
+    ) -> None:
+        self.n_tokens = n_tokens
+        self.starts = starts
+        self.per_piece = per_piece
+        self.key = key
+        self.rows = rows or (0, per_piece.shape[0])
+        self.shape = (self.rows[1] - self.rows[0], n_tokens)
+
+    def token_pieces(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first token, bool (rows, range length))`` for each range, in order."""
+        ends = np.append(self.starts[1:], self.n_tokens)
+        for j, (start, end) in enumerate(zip(self.starts, ends, strict=True)):
+            rng = np.random.default_rng([self.key, j])
+            piece = _labels_with_sizes(self.per_piece[:, j], int(end - start), rng)
+            yield int(start), piece[self.rows[0] : self.rows[1]]
+            del piece  # memory: not kept while the next range is drawn
+
+    def row_range(self, start: int, stop: int) -> StreamedBlock:
+        """Rows ``start:stop`` of this block (drawing them draws the whole block's ranges)."""
+        first = self.rows[0]
+        return StreamedBlock(
+            self.n_tokens, self.starts, self.per_piece, self.key, (first + start, first + stop)
+        )
+
+    def full(self) -> np.ndarray:
+        """The block as one bool array (rows, n_tokens)."""
+        out = np.empty(self.shape, dtype=bool)
+        for start, piece in self.token_pieces():
+            out[:, start : start + piece.shape[1]] = piece
+        return out
+
+
+def _labels_with_sizes(targets: np.ndarray, n_tokens: int, rng: np.random.Generator) -> np.ndarray:
+    """Rows of ``n_tokens`` labels, row r a uniformly random subset of size ``targets[r]``."""
+    rows = targets.size
+    thresholds = np.minimum(255, np.round(256 * targets / n_tokens)).astype(np.uint8)
+    words = rng.integers(
+        0, 2**64 - 1, size=-(-rows * n_tokens // 8), dtype=np.uint64, endpoint=True
+    )
+    block = words.view(np.uint8)[: rows * n_tokens].reshape(rows, n_tokens) < thresholds[:, None]
+    del words
+    _fix_sizes(block, targets, rng)
+    return block
+
+
+def _fix_sizes(block: np.ndarray, target, rng: np.random.Generator) -> None:
     """Flip uniformly chosen labels in each row of ``block`` until it has ``target`` True.
+
+    ``target``: one size for all rows, or one per row.
 
     A row with a surplus turns random True labels False (a deficit: random
     False labels True). The flips are found by rejection: draw positions

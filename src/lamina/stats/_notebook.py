@@ -36,7 +36,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from lamina.backends import OneHotCounts
+from lamina.backends import OneHotCounts, choose_backend
 from lamina.errors import InputError
 from lamina.stats._labellings import block_rows as labelling_block_rows
 from lamina.stats._result import PermutationResult
@@ -213,6 +213,9 @@ def notebook_permutation_test(
 
     n_bins = _check_notebook_options(statistic, bins, alternative, base, exact)
     n, n_cols = matrix.shape
+    rows = min(n_permutations, labelling_block_rows(n))
+    work = float(n) * n_permutations * n_cols * n_bins
+    choice = choose_backend(backend, rows=rows, tokens=n, bins=n_bins, work=work)
     values32 = matrix.astype(np.float32)
     edges = []
     index = np.empty((n, n_cols), dtype=np.int64)
@@ -221,12 +224,12 @@ def notebook_permutation_test(
         edges.append(e)
         index[:, j] = notebook_bin_indices(values32[:, j], e)
     layer_counts = [
-        OneHotCounts(index[:, j : j + 1], np.array([n_bins]), backend) for j in range(n_cols)
+        OneHotCounts(index[:, j : j + 1], np.array([n_bins]), choice.name) for j in range(n_cols)
     ]
     pooled = [np.bincount(index[:, j], minlength=n_bins) for j in range(n_cols)]
 
     def statistic_of(j: int, block: np.ndarray) -> np.ndarray:
-        ((_, _, counts_true),) = list(layer_counts[j](block))
+        counts_true = layer_counts[j](block)
         return notebook_symmetric_kl_from_counts(counts_true, pooled[j] - counts_true)
 
     observed = np.array([statistic_of(j, lab[None, :])[0] for j in range(n_cols)], dtype=np.float64)
@@ -260,6 +263,7 @@ def notebook_permutation_test(
         n_false=n - int(lab.sum()),
         n_bins=np.full(n_cols, n_bins, dtype=np.int64),
         edges=tuple(e.astype(np.float64) for e in edges),
-        backend=backend,
+        backend=choice.name,
+        backend_reason=choice.reason,
         pvalue_rule="#(null > observed) / m (the reference notebook's)",
     )

@@ -19,7 +19,9 @@ class PermutationResult:
     every labelling, the observed one included), ``pvalue`` (L,) uncorrected,
     ``pvalue_maxstat`` (L,) max-statistic family-wise, ``pvalue_holm`` (L,)
     Holm family-wise, ``pvalue_fdr`` (L,) Benjamini-Hochberg. Divergences are
-    in nats, or in units of ``log(base)``.
+    in nats, or in units of ``log(base)``. ``backend`` names where the counts
+    ran (:mod:`lamina.backends`) and ``backend_reason`` says why, in a sentence
+    without timings.
     """
 
     statistic: np.ndarray
@@ -44,6 +46,7 @@ class PermutationResult:
     k: int | None = None
     backend: str = "numpy"
     pvalue_rule: str = "(b + 1) / (m + 1)"
+    backend_reason: str = ""
 
     def to_dict(self, *, include_null: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; non-finite numbers become the strings "inf", "-inf", "nan"."""
@@ -59,6 +62,7 @@ class PermutationResult:
             "pseudocount": self.pseudocount,
             "k": self.k,
             "backend": self.backend,
+            "backend_reason": self.backend_reason,
             "pvalue_rule": self.pvalue_rule,
             "n_true": self.n_true,
             "n_false": self.n_false,

@@ -30,10 +30,18 @@ def as_finite_1d(values, name: str, *, min_size: int = 1) -> np.ndarray:
     return arr
 
 
+#: Rows checked at once by :func:`check_finite` (its memory does not grow with the data).
+FINITE_CHUNK_ROWS = 2**16
+
+
 def check_finite(arr: np.ndarray, name: str) -> None:
-    """Raise if ``arr`` holds NaN or +-inf, naming how many and the first position."""
-    finite = np.isfinite(arr)
-    if not finite.all():
+    """Raise if ``arr`` (at least 1-D) holds NaN or +-inf, naming how many and the first position."""
+    clean = all(
+        np.isfinite(arr[start : start + FINITE_CHUNK_ROWS]).all()
+        for start in range(0, arr.shape[0], FINITE_CHUNK_ROWS)
+    )
+    if not clean:
+        finite = np.isfinite(arr)
         bad = np.argwhere(~finite)
         first = tuple(int(i) for i in bad[0])
         where = first[0] if len(first) == 1 else first

@@ -85,7 +85,11 @@ def bin_edges(values, bins: int | str = 30) -> np.ndarray:
     all values are equal the range is widened to ``[v - 0.5, v + 0.5]`` as numpy
     does. Returns float64 edges, shape ``(n_bins + 1,)``.
     """
-    x = as_finite_1d(values, "values", min_size=1)
+    return edges_of(as_finite_1d(values, "values", min_size=1), bins)
+
+
+def edges_of(x: np.ndarray, bins: int | str) -> np.ndarray:
+    """:func:`bin_edges` of 1-D float64 values already known to be finite (no copy for a count)."""
     if isinstance(bins, str):
         rule = bins.lower()
         if rule == "knuth":

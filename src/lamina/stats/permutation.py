@@ -33,24 +33,40 @@ then a count over its labels: for a block of labellings ``Y`` (rows x tokens,
 0/1) and the one-hot bin matrix ``H`` of all columns side by side (tokens x
 total bins), ``Y @ H`` gives every P-histogram of every column at once; the
 Q-histogram is the pooled histogram minus it. The product is an exact integer
-count, computed by :mod:`lamina.backends` (a float32 BLAS product in numpy, or
-torch's int8 product); every backend gives the same counts. Mean differences, Hedges' g and AUROC use the same product with
-the (centred) values, their squares or their pooled midranks; KS and
-Wasserstein use per-column cumulative sums of the labels in sorted order.
+count, computed by :mod:`lamina.backends` (float32 BLAS in numpy or torch,
+torch's int8 product, or torch on a CUDA device; ``backend='auto'`` picks the
+fastest here by a cached calibration, ``LAMINA_PERM_BACKEND`` or ``backend=``
+override it); every backend gives the same counts, and the result records
+which one ran and why. Mean differences, Hedges' g and AUROC use a float64
+product with the (centred) values, their squares or their pooled midranks; KS
+and Wasserstein use per-column cumulative sums of the labels in sorted order.
 The kNN KL estimator has no such form and loops over labellings (slow).
 
 Memory
 ------
-Labellings are drawn in blocks of ``block_rows(n) = clamp(32 MiB / n, 16, 4096)``
-rows (about 2 bytes per token and row while drawing) and evaluated in chunks
-of at most ``CHUNK_BYTES`` (128 MiB) of working arrays. The one-hot matrices
-(1 byte per token and bin with torch, 4 with numpy) are kept while all of them
-fit in ``ONEHOT_BYTES`` (256 MiB) and otherwise built one group of columns at
-a time. Beyond its inputs the engine therefore holds the null distribution
-(``8 m L`` bytes) plus at most about 64 MiB + 128 MiB + 256 MiB (more only if
-a single column's one-hot matrix is larger), whatever ``m``: 40,000 tokens x
-36 layers x 30 bins x 10,000 permutations peaked at about 210 MiB above the
-inputs with torch and 390 MiB with numpy (benchmarks/bench_permutation.py).
+For the histogram statistics (``js``, ``kl``, ``kl_reverse``; not
+``compat='notebook'``), beyond its inputs (``values`` as float64, ``8 n L``
+bytes, and the labels) a test holds
+
+* each token's bin in each column, ``n L`` bytes (``2 n L`` if a column has
+  more than 256 bins);
+* the null distribution, ``8 m L`` bytes, and about as much again while the
+  p-values are computed;
+* at most :data:`WORKING_BYTES` (512 MiB) of working memory, whatever ``n`` and
+  ``m``: labels drawn 32 MiB at a time (blocks of ``clamp(32 MiB / n, 16,
+  4096)`` labellings; above 2^21 tokens, blocks of 64 labellings drawn 2^19
+  tokens at a time), with their random bytes and size fixing (96 MiB); working
+  arrays of at most 128 MiB per chunk of labellings (``CHUNK_BYTES``); the
+  one-hot matrices, kept while they fit in 256 MiB, else one 32 MiB scratch
+  tile reused for every 2^17 tokens or fewer; ``x log x`` tables of at most
+  16 MiB; small arrays of a few values per bin.
+
+:func:`working_bytes` adds these budgets up; ``tests/stats/test_memory.py``
+checks the peak with tracemalloc on 3 million tokens. Binning with a rule
+(``bins='fd'`` etc., not a count) reads a copy of a column. The other
+statistics keep per-token arrays of their own (``8-24 n L`` bytes: centred
+values, ranks, sort orders) and evaluate whole labellings (a block of 64 of
+them, ``64 n`` bytes, above 2^21 tokens).
 """
 
 from __future__ import annotations
@@ -59,8 +75,10 @@ import math
 
 import numpy as np
 
-from lamina.backends import BACKENDS, resolve_backend
+from lamina.backends import check_backend
+from lamina.backends import counts as backend_counts
 from lamina.errors import InputError
+from lamina.stats import _kernels, _labellings
 from lamina.stats._kernels import (
     AurocKernel,
     EcdfKernel,
@@ -95,10 +113,21 @@ from lamina.stats.corrections import (
     permutation_pvalues,
 )
 
-__all__ = ["EXACT_LIMIT", "PermutationResult", "permutation_test"]
+__all__ = ["EXACT_LIMIT", "WORKING_BYTES", "PermutationResult", "permutation_test"]
 
 #: Largest exact test enumerated.
 EXACT_LIMIT = 2_000_000
+#: The working memory a histogram test stays within (bytes; module docstring, Memory).
+WORKING_BYTES = 512 * 2**20
+
+
+def working_bytes() -> int:
+    """The budgets of a histogram test's working memory added up (at most WORKING_BYTES)."""
+    labels = 3 * _labellings.LABEL_BYTES  # a block, its random bytes, fixing its sizes
+    one_hot = max(backend_counts.ONEHOT_BYTES, backend_counts.SCRATCH_BYTES)
+    one_hot += 16 * backend_counts.TILE_TOKENS  # the index of one tile's ones
+    tables = 2 * 8 * _kernels.LOOKUP_MAX
+    return labels + _kernels.CHUNK_BYTES + one_hot + tables
 
 
 def permutation_test(
@@ -150,7 +179,7 @@ def permutation_test(
     seed = check_seed(seed)
     if _check_mode(compat, alternative, backend) == "notebook":
         args = (statistic, bins, n_permutations, alternative, seed, base, exact)
-        return notebook_permutation_test(matrix, lab, *args, resolve_backend(backend), progress)
+        return notebook_permutation_test(matrix, lab, *args, backend, progress)
     pseudocount, k = _check_statistic_options(statistic, alternative, base, pseudocount, k)
     kernel, record = _make_kernel(
         matrix, lab, statistic, bins, pseudocount, base, k, backend, n_permutations
@@ -165,8 +194,7 @@ def _check_mode(compat: str | None, alternative: str, backend: str) -> str:
     if mode not in ("none", "notebook"):
         raise InputError(f"compat={compat!r} is unknown; pass None or 'notebook'.")
     check_alternative(alternative)
-    if backend not in BACKENDS:
-        raise InputError(f"backend={backend!r} is unknown; pass 'auto', 'numpy' or 'torch'.")
+    check_backend(backend)
     return mode
 
 
@@ -253,17 +281,21 @@ def _make_kernel(
         "base": None if base is None else float(base),
         "pseudocount": pseudocount,
         "k": k if statistic.startswith("knn") else None,
-        # the matrix products of the statistics other than histograms are numpy's
+        # the sums of the statistics other than histograms are numpy's float64 products
         "backend": "numpy",
+        "backend_reason": f"{statistic} has no count product; it runs in numpy (float64)",
     }
     if statistic in HISTOGRAM_STATISTICS:
-        bins_per_column = bins if isinstance(bins, int) else 30  # a rule's count is unknown yet
-        work = float(n) * n_permutations * matrix.shape[1] * bins_per_column
-        backend_used = resolve_backend(backend, work)
         kernel = HistogramKernel(
-            matrix, lab, statistic, bins, pseudocount, base_divisor, backend_used
+            matrix, lab, statistic, bins, pseudocount, base_divisor, backend, n_permutations
         )
-        record.update(bins=bins, n_bins=kernel.n_bins, edges=kernel.edges, backend=backend_used)
+        record.update(
+            bins=bins,
+            n_bins=kernel.n_bins,
+            edges=kernel.edges,
+            backend=kernel.choice.name,
+            backend_reason=kernel.choice.reason,
+        )
         return kernel, record
     if statistic in ("mean_difference", "hedges_g"):
         return MomentKernel(matrix, lab, statistic), record

@@ -333,6 +333,8 @@ class LaminarProfile(Record):
     alpha: float
     n_permutations: int
     layers: list[LayerRow]
+    backend: str = ""
+    backend_reason: str = ""
 
     @property
     def significant_layers(self) -> list[int]:
@@ -349,6 +351,8 @@ class LaminarProfile(Record):
             "correction": self.correction,
             "alpha": self.alpha,
             "n_permutations": self.n_permutations,
+            "backend": self.backend,
+            "backend_reason": self.backend_reason,
             "significance_rule": f"p ({self.correction}) <= {self.alpha}",
             "n_layers": len(rows),
             "n_significant": len(significant),

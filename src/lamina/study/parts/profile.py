@@ -92,4 +92,6 @@ def laminar_profile(
         alpha=options.alpha,
         n_permutations=int(perm.n_permutations),
         layers=rows,
+        backend=perm.backend,
+        backend_reason=perm.backend_reason,
     )
