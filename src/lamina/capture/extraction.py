@@ -27,6 +27,7 @@ from lamina import __version__
 from lamina.capture.hooks import NormCapture
 from lamina.capture.scoring import decoded_lengths, score_next_tokens
 from lamina.capture.sites import ResolvedSites, context_length, resolve_sites
+from lamina.capture.tokens import TokenStream, token_stream
 from lamina.capture.windows import (
     Window,
     check_window_fits,
@@ -40,12 +41,6 @@ from lamina.table import FORMAT_VERSION, SCORE_COLUMNS, build_table
 if TYPE_CHECKING:
     import pyarrow as pa
     from torch import nn
-
-
-def tokenize(tokenizer: Any, text: str) -> np.ndarray:
-    """The text's token stream as int64 ids, without special tokens (no BOS, no EOS)."""
-    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-    return np.asarray(ids, dtype=np.int64)
 
 
 def _batches(windows: Sequence[Window], batch_size: int) -> Iterator[list[Window]]:
@@ -123,6 +118,7 @@ def extract(
     site_template: str | Iterable[str] | Mapping[str, str] | None = None,
     progress: bool | None = True,
     command_line: str | None = None,
+    allow_nonfinite: bool = False,
 ) -> pa.Table:
     """Score every planned token of ``text`` and record the norm each layer writes there.
 
@@ -134,14 +130,15 @@ def extract(
     tokens; ``bos`` prepends the tokenizer's BOS token to every window (it is fed,
     not scored). ``site_template`` names site modules explicitly (see
     :func:`lamina.capture.sites.parse_site_templates`). ``progress``: True shows a
-    tqdm bar, False hides it, None shows it on a terminal only.
+    tqdm bar, False hides it, None shows it on a terminal only. A NaN or inf logit
+    or norm stops it (a :class:`CaptureError` naming the first layer and site);
+    ``allow_nonfinite`` keeps such rows, marked in a ``nonfinite`` column.
 
-    Returns the token table (see :mod:`lamina.table`); ``.to_pandas()`` gives a
-    DataFrame. Raises :class:`CaptureError` / :class:`InputError` before any
-    forward pass for options that cannot work.
+    Returns the token table (:mod:`lamina.table`; ``.to_pandas()`` gives a DataFrame);
+    raises :class:`CaptureError` / :class:`InputError` before any forward pass for
+    options that cannot work.
     """
-    model = loaded.model
-    tokenizer = loaded.tokenizer
+    model, tokenizer = loaded.model, loaded.tokenizer
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch size {batch_size!r} must be a positive number of windows.")
     resolved = resolve_sites(model, sites, site_template)
@@ -152,14 +149,16 @@ def extract(
     check_window_fits(window, context, bos)
     bos_id = _bos_id(tokenizer) if bos else None
 
-    tokens = tokenize(tokenizer, text_str)
-    plan = plan_windows(len(tokens), windows, window, stride, max_tokens)
+    stream = token_stream(tokenizer, text_str, mode=windows, window=window, max_tokens=max_tokens)
+    plan = plan_windows(stream.length, windows, window, stride, max_tokens)
     started = time.perf_counter()
     capture = NormCapture(model, resolved)
-    scores, norms = _forward(model, capture, plan, tokens, batch_size, bos_id, progress)
+    scores, norms = _forward(
+        model, capture, stream, plan, batch_size, bos_id, progress, allow_nonfinite
+    )
     seconds = time.perf_counter() - started
 
-    columns = _columns(plan, tokens, scores, tokenizer)
+    columns = _columns(stream, plan, scores, tokenizer, keep_nonfinite=allow_nonfinite)
     for j, name in enumerate(capture.names):
         columns[name] = norms[:, j]
     metadata = {
@@ -177,7 +176,7 @@ def extract(
             "max_tokens": max_tokens,
             "n_windows": len(plan),
         },
-        "n_text_tokens": len(tokens),
+        "n_text_tokens": stream.n_tokens,
         "n_scored": len(columns["text_pos"]),
         **_sites_metadata(resolved),
         "seconds": round(seconds, 3),
@@ -207,29 +206,32 @@ def _sites_metadata(resolved: ResolvedSites) -> dict[str, Any]:
 def _forward(
     model: nn.Module,
     capture: NormCapture,
+    stream: TokenStream,
     plan: Sequence[Window],
-    tokens: np.ndarray,
     batch_size: int,
     bos_id: int | None,
     progress: bool | None,
+    allow_nonfinite: bool = False,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Run every window through the model; the prediction columns and the norms, row-aligned.
 
-    Returns ``(scores, norms)``: ``scores`` maps each prediction column to an
-    array with one entry per scored token; ``norms`` is float32
-    ``(n_scored, n_columns)`` in the order of ``capture.names``.
+    Returns ``(scores, norms)``: ``scores`` maps each prediction column (and
+    ``nonfinite``) to an array with one entry per scored token; ``norms`` is
+    float32 ``(n_scored, n_columns)`` in the order of ``capture.names``.
     """
     from tqdm.auto import tqdm
 
+    plan = stream.local(plan)  # positions counted from stream.offset: indices of its ids
     n_rows = sum(w.n_scored for w in plan)
     device = _device(model)
-    token_tensor = torch.from_numpy(tokens).to(device)
+    token_tensor = torch.from_numpy(stream.ids).to(device)
     keep_logits = _accepts(model, "logits_to_keep")
     scores = {
         "correct": np.empty(n_rows, dtype=bool),
         "target_rank": np.empty(n_rows, dtype=np.int32),
         "target_logprob": np.empty(n_rows, dtype=np.float32),
         "entropy": np.empty(n_rows, dtype=np.float32),
+        "nonfinite": np.zeros(n_rows, dtype=bool),
     }
     norms = np.empty((n_rows, len(capture.names)), dtype=np.float32)
     was_training = model.training
@@ -257,9 +259,12 @@ def _forward(
                     kwargs["logits_to_keep"] = keep
                 logits = model(input_ids=ids, **kwargs).logits[:, -keep:]
                 capture.check_filled()
+                bad = _nonfinite_rows(logits, capture, group, keep, allow_nonfinite)
                 batch_norms = capture.buffer.permute(1, 2, 0).cpu().numpy()  # (B, keep, cols)
                 for i, w in enumerate(group):
                     n = w.n_scored
+                    if bad is not None:
+                        scores["nonfinite"][row : row + n] = bad[i]
                     targets = token_tensor[w.score_from + 1 : w.stop + 1]
                     window_scores = score_next_tokens(logits[i, keep - n :], targets)
                     for name, values in window_scores.items():
@@ -274,8 +279,40 @@ def _forward(
     return scores, norms
 
 
+def _nonfinite_rows(
+    logits: torch.Tensor, capture: NormCapture, group: list[Window], keep: int, allow: bool
+) -> list[np.ndarray] | None:
+    """Per window, which scored positions had a NaN or inf logit or norm; None if none did.
+
+    One reduction on the device per batch; without ``allow`` the first non-finite
+    value stops extraction with one sentence naming its layer and site.
+    """
+    finite = torch.isfinite(logits).all(dim=-1) & torch.isfinite(capture.buffer).all(dim=0)
+    if bool(finite.all()):
+        return None
+    flags = (~finite).cpu().numpy()  # (B, keep)
+    bad = [flags[i, keep - w.n_scored :] for i, w in enumerate(group)]
+    if allow or not any(b.any() for b in bad):
+        return bad
+    column = capture.first_nonfinite()
+    where = (
+        f"at layer {column.layer}, site {column.site} ({column.path})"
+        if column is not None
+        else "in the logits (every recorded norm was finite)"
+    )
+    raise CaptureError(
+        f"the model's output became NaN or infinite {where}: check the weights and the dtype "
+        "(float16 overflows easily), or pass --allow-nonfinite to keep such tokens, marked "
+        "and left out of the analysis."
+    )
+
+
 def _columns(
-    plan: Sequence[Window], tokens: np.ndarray, scores: dict[str, np.ndarray], tokenizer: Any
+    stream: TokenStream,
+    plan: Sequence[Window],
+    scores: dict[str, np.ndarray],
+    tokenizer: Any,
+    keep_nonfinite: bool = False,
 ) -> dict[str, np.ndarray]:
     """The per-token columns of the table (positions, ids, scores), in schema order."""
     text_pos = np.concatenate([np.arange(w.score_from, w.stop) for w in plan])
@@ -283,10 +320,11 @@ def _columns(
         "text_pos": text_pos,
         "window": np.concatenate([np.full(w.n_scored, w.index) for w in plan]),
         "ctx_pos": np.concatenate([np.arange(w.score_from, w.stop) - w.start for w in plan]),
-        "token_id": tokens[text_pos],
-        "target_id": tokens[text_pos + 1],
+        "token_id": stream.ids[text_pos - stream.offset],
+        "target_id": stream.ids[text_pos + 1 - stream.offset],
         **scores,
     }
     chars = decoded_lengths(tokenizer, columns["target_id"])
     columns["target_chars"] = np.minimum(chars, np.iinfo(np.int16).max)
-    return {name: columns[name] for name in SCORE_COLUMNS}
+    names = (*SCORE_COLUMNS, "nonfinite") if keep_nonfinite else SCORE_COLUMNS
+    return {name: columns[name] for name in names}

@@ -3,7 +3,8 @@
 Each command is a function in :mod:`.commands`; the options they share are
 defined once in :mod:`.options`. User errors (:class:`lamina.errors.LaminaError`)
 print one line and exit 2; ``--debug`` (before or after the command) shows the
-traceback instead.
+traceback instead. An ``OSError`` that reaches ``main`` (lamina's writers turn theirs
+into sentences; this is the last resort for a library's) is one sentence too.
 """
 
 from __future__ import annotations
@@ -158,6 +159,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lamina: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # Last resort: lamina's own writers turn OSErrors into sentences where they
+        # arise; one from a library (a download cache, a temporary file) ends here.
+        if args.debug:
+            raise
+        from lamina._io import os_error_reason
+
+        where = f" on {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(
+            f"lamina: error: the operating system refused an operation{where}: "
+            f"{os_error_reason(exc)}; check the disk space and permissions (--debug shows "
+            "where it happened).",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

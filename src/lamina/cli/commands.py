@@ -23,13 +23,13 @@ def _show_loading(args: argparse.Namespace) -> bool:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from lamina.capture import count_tokens
     from lamina.sources import load_model, load_text
 
     # The text first: its errors are instant, the model takes seconds to load.
     text = load_text(args.text, **text_kwargs(args))
     loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
-    encoded = loaded.tokenizer(text.text, add_special_tokens=False, verbose=False)
-    n_tokens = len(encoded["input_ids"])
+    n_tokens = count_tokens(loaded.tokenizer, text.text)
     print(loaded.report.format())
     print()
     print(text.provenance.format())
@@ -77,28 +77,32 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
+    from lamina._staging import output_file
     from lamina.capture import extract
     from lamina.sources import load_model, load_text
     from lamina.table import table_metadata, write_table
 
     windows = window_options(args)
     text = load_text(args.text, **text_kwargs(args))
-    loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
-    table = extract(
-        loaded,
-        text,
-        sites=args.sites,
-        windows=windows.mode,
-        window=windows.window,
-        stride=windows.stride,
-        batch_size=windows.batch_size,
-        max_tokens=windows.max_tokens,
-        bos=windows.bos,
-        site_template=args.site_template,
-        progress=_progress(args),
-        command_line=args.command_line,
-    )
-    write_table(table, args.out)
+    # --out stays locked from here to its atomic replacement.
+    with output_file(args.out):
+        loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
+        table = extract(
+            loaded,
+            text,
+            sites=args.sites,
+            windows=windows.mode,
+            window=windows.window,
+            stride=windows.stride,
+            batch_size=windows.batch_size,
+            max_tokens=windows.max_tokens,
+            bos=windows.bos,
+            site_template=args.site_template,
+            progress=_progress(args),
+            command_line=args.command_line,
+            allow_nonfinite=args.allow_nonfinite,
+        )
+        write_table(table, args.out)
     n_scored = table.num_rows
     n_correct = int(table.column("correct").to_numpy().sum())
     seconds = table_metadata(table)["seconds"]
@@ -126,6 +130,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=_progress(args),
         command_line=args.command_line,
         log=lambda line: print(line, file=sys.stderr),
+        max_text_bytes=args.max_text_bytes,
+        allow_nonfinite=args.allow_nonfinite,
     )
     print(format_summary(run.result.to_dict(), str(run.outputs.report)))
     return 0

@@ -88,11 +88,34 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the Project Gutenberg header and licence (the reference study did)",
     )
+    g.add_argument(
+        "--max-text-bytes",
+        type=byte_size,
+        default=None,
+        metavar="N",
+        help="refuse a text (file, stdin or URL) larger than N bytes; K, M and G suffixes "
+        "count 1024s (default: 256M)",
+    )
+
+
+def byte_size(value: str) -> int:
+    """``256M`` -> 268435456: a positive number of bytes with an optional K, M, G or T suffix."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]+)\s*([KMGT]?)(?:i?B)?\s*", value, re.IGNORECASE)
+    number = 0
+    if match:
+        number = int(match.group(1)) * 1024 ** (" KMGT".index(match.group(2).upper() or " "))
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a positive number of bytes (e.g. 1000000, 512K, 256M, 1G)"
+        )
+    return number
 
 
 def text_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The ``load_text`` keyword arguments of the text options."""
-    return {"keep_boilerplate": args.keep_boilerplate}
+    return {"keep_boilerplate": args.keep_boilerplate, "max_bytes": args.max_text_bytes}
 
 
 def add_site_args(p: argparse.ArgumentParser, default: str) -> None:
@@ -154,6 +177,12 @@ def add_window_args(p: argparse.ArgumentParser, default: str) -> None:
         "--max-tokens", type=int, default=d.max_tokens, metavar="N", help="score at most N tokens"
     )
     g.add_argument("--bos", action="store_true", help="prepend the BOS token to every window")
+    g.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="keep tokens whose logits or norms are NaN or inf (marked in the table's nonfinite "
+        "column and left out of the analysis) instead of stopping",
+    )
 
 
 def window_options(args: argparse.Namespace) -> WindowOptions:

@@ -16,6 +16,7 @@ from lamina.pipeline.outputs import (
     TOKENS_FILE,
     StudyOutputs,
     check_out_dir,
+    output_set,
     write_outputs,
 )
 from lamina.pipeline.reuse import table_matches
@@ -77,6 +78,8 @@ def run_study(
     progress: bool | None = True,
     command_line: str | None = None,
     log: Callable[[str], None] | None = None,
+    max_text_bytes: int | None = None,
+    allow_nonfinite: bool = False,
 ) -> StudyRun:
     """From a model and a text (default: the embedded model on Alice) to every output in ``out``.
 
@@ -87,6 +90,10 @@ def run_study(
     token stream). ``progress``: True/False shows/hides the loading and
     extraction bars, None shows them on a terminal only. ``log`` receives one
     line saying whether the table was re-used and why (e.g. ``print``), or None.
+    ``max_text_bytes`` caps the text read (see :func:`lamina.sources.load_text`);
+    ``allow_nonfinite`` keeps tokens with NaN or inf outputs, marked and left out
+    of the analysis, instead of stopping (see :func:`lamina.capture.extract`).
+    The output set is written as one (:func:`lamina.pipeline.outputs.output_set`).
     """
     from lamina.sources import DEFAULT_MODEL, DEFAULT_TEXT, load_text
 
@@ -102,25 +109,36 @@ def run_study(
         keep_boilerplate = True
 
     warming = prewarm()
-    loaded_text = load_text(text, keep_boilerplate=keep_boilerplate)
+    loaded_text = load_text(text, keep_boilerplate=keep_boilerplate, max_bytes=max_text_bytes)
     table_file = out_dir / TOKENS_FILE
-    table, note = None, "re-extraction asked for"
-    if reuse:
-        table, note = _reusable_table(
-            table_file, model, loaded_text, windows, options, model_kwargs
-        )
-    if log is not None:
-        log(
-            f"re-using {table_file} ({note})"
-            if table
-            else f"extracting: {table_file} not reused ({note})"
-        )
-    reused = table is not None
-    if table is None:
-        table = _extract(model, loaded_text, windows, options, model_kwargs, progress, command_line)
-    warming.join()
-    result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
-    outputs = write_outputs(result, out_dir, table=None if reused else table)
+    # The directory stays locked from the re-use check to the commit of the new set.
+    with output_set(out_dir) as staged:
+        table, note = None, "re-extraction asked for"
+        if reuse:
+            table, note = _reusable_table(
+                table_file, model, loaded_text, windows, options, model_kwargs, allow_nonfinite
+            )
+        if log is not None:
+            log(
+                f"re-using {table_file} ({note})"
+                if table
+                else f"extracting: {table_file} not reused ({note})"
+            )
+        reused = table is not None
+        if table is None:
+            table = _extract(
+                model,
+                loaded_text,
+                windows,
+                options,
+                model_kwargs,
+                progress,
+                command_line,
+                allow_nonfinite,
+            )
+        warming.join()
+        result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
+        outputs = write_outputs(result, out_dir, table=None if reused else table, staged=staged)
     if reused:
         outputs.table = table_file
     return StudyRun(result=result, outputs=outputs, reused_table=reused, reuse_note=note)
@@ -133,6 +151,7 @@ def _reusable_table(
     windows: WindowOptions,
     options: StudyOptions,
     model_kwargs: Mapping[str, Any],
+    allow_nonfinite: bool = False,
 ) -> tuple[pa.Table | None, str]:
     """The table in ``table_file`` if it serves this run, else None; and why."""
     from lamina.table import read_table, table_metadata
@@ -157,6 +176,10 @@ def _reusable_table(
         site=options.site,
         model_kwargs=model_kwargs,
     )
+    if matches and not allow_nonfinite and "nonfinite" in candidate.column_names:
+        n_bad = int(candidate.column("nonfinite").to_numpy(zero_copy_only=False).sum())
+        if n_bad:
+            matches, note = False, f"it has {n_bad} token(s) with NaN or inf outputs"
     return (candidate if matches else None), note
 
 
@@ -176,24 +199,44 @@ def analyze_path(
     from lamina.table import read_table, table_metadata
 
     options = options or StudyOptions()
+    table_path = table_input(table_path)
     out_dir = Path(out) if out is not None else Path(table_path).parent
     check_out_dir(out_dir)
-    table = read_table(table_path)
-    meta = table_metadata(table)
-    if expect_model is not None:
-        m = meta.get("model", {})
-        if expect_model not in (m.get("spec"), m.get("name"), m.get("fingerprint")):
-            raise InputError(
-                f"{table_path} was captured from model {m.get('spec')!r}, not {expect_model!r}; "
-                f"drop --model, or extract a table with `lamina run --model {expect_model}`."
-            )
-    relative = os.path.relpath(Path(table_path), out_dir)
-    result = analyze_table(table, options, command_line=command_line, table_path=relative)
-    outputs = write_outputs(result, out_dir)
+    with output_set(out_dir) as staged:
+        table = read_table(table_path)
+        meta = table_metadata(table)
+        if expect_model is not None:
+            m = meta.get("model", {})
+            if expect_model not in (m.get("spec"), m.get("name"), m.get("fingerprint")):
+                raise InputError(
+                    f"{table_path} was captured from model {m.get('spec')!r}, not "
+                    f"{expect_model!r}; drop --model, or extract a table with "
+                    f"`lamina run --model {expect_model}`."
+                )
+        relative = os.path.relpath(Path(table_path), out_dir)
+        result = analyze_table(table, options, command_line=command_line, table_path=relative)
+        outputs = write_outputs(result, out_dir, staged=staged)
     outputs.table = Path(table_path)
     return StudyRun(
         result=result, outputs=outputs, reused_table=True, reuse_note="analysed an existing table"
     )
+
+
+def table_input(path: str | Path) -> Path:
+    """The token table a command analyses: one Parquet file.
+
+    A directory is refused here, the one place that decides what ``lamina analyze``
+    accepts: the shards of one resumable run with a matching manifest are to be
+    accepted here, and nothing else (a folder of Parquet files may hold several texts
+    or models, which Parquet would silently merge).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a directory; `lamina analyze` takes one token table file, e.g. "
+            f"{path / TOKENS_FILE}."
+        )
+    return path
 
 
 def _extract(
@@ -204,6 +247,7 @@ def _extract(
     model_kwargs: Mapping[str, Any],
     progress: bool | None,
     command_line: str | None,
+    allow_nonfinite: bool = False,
 ) -> pa.Table:
     """Load the model and extract the table (the layer is checked before the forward pass)."""
     from lamina.capture import extract
@@ -231,4 +275,5 @@ def _extract(
         bos=windows.bos,
         progress=progress,
         command_line=command_line,
+        allow_nonfinite=allow_nonfinite,
     )
