@@ -60,8 +60,13 @@ def _errno(exc: BaseException) -> int | None:
     return code
 
 
+# A path inside a staging directory (lamina._staging) is named by the path it will have.
+_STAGED = re.compile(r"[/\\]\.lamina-stage-\d+-[A-Za-z0-9_]{8}(?=[/\\]|$)")
+
+
 def write_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
     """One sentence for an OSError met while writing ``path`` (raise it ``from exc``)."""
+    path = _STAGED.sub("", str(path))
     reason = os_error_reason(exc)
     code = _errno(exc)
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):

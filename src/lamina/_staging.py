@@ -165,7 +165,7 @@ def _try_lock(path: Path) -> int | None:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
         except OSError as exc:
-            raise write_error(path, exc) from exc
+            raise write_error(path.parent, exc) from exc
         try:
             locked = _flock(fd)
             if locked is None:
@@ -192,7 +192,7 @@ def _try_lock(path: Path) -> int | None:
             return fd
         except OSError as exc:
             os.close(fd)
-            raise write_error(path, exc) from exc
+            raise write_error(path.parent, exc) from exc
     raise OutputError(f"cannot take the lock {path}: it keeps changing; retry.")  # pragma: no cover
 
 

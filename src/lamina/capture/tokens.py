@@ -17,11 +17,11 @@ prepended to the text) or merges across spaces fails that check. After
 :data:`MAX_REJECTED` rejected cuts in a row, or in a text without such places, the
 rest of the text is tokenised in one piece, as it would be without chunking.
 
-With ``--max-tokens`` only what the windows need is tokenised (:func:`token_stream`):
-``all`` windows need the first ``max_tokens + window + 1`` tokens (enough for the
-window plan to be the whole text's), ``middle`` needs the text's length, so the
-text is counted piece by piece (nothing kept) and only the pieces under the
-window are tokenised again and kept.
+Only what the windows need is kept (:func:`token_stream`): ``all`` windows keep every
+token, or with ``--max-tokens`` the first ``max_tokens + window + 1`` (enough for
+the window plan to be the whole text's), and tokenising stops there; ``middle``
+needs the text's length, so the text is counted piece by piece (nothing kept) and
+only the pieces under the window are tokenised again and kept.
 """
 
 from __future__ import annotations
@@ -147,11 +147,9 @@ def token_stream(
     chunk_chars: int = CHUNK_CHARS,
 ) -> TokenStream:
     """What the windows of ``mode`` need of the text's tokens (see the module docstring)."""
-    if max_tokens is None:
-        ids, _ = _tokenize(tokenizer, text, None, chunk_chars)
-        return TokenStream(ids=ids, offset=0, n_tokens=int(ids.size))
-    if mode == "all":
-        ids, complete = _tokenize(tokenizer, text, max_tokens + window + 1, chunk_chars)
+    if mode != "middle":
+        limit = None if max_tokens is None else max_tokens + window + 1
+        ids, complete = _tokenize(tokenizer, text, limit, chunk_chars)
         return TokenStream(ids=ids, offset=0, n_tokens=int(ids.size) if complete else None)
     # middle: the window starts at half the stream's length; count first, keep the window.
     spans, counts = [], []
