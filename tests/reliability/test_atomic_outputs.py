@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 
 import pytest
@@ -59,6 +60,22 @@ def test_killed_before_the_set_is_moved_leaves_the_old_set(point, synthetic_tabl
     _analyze(synthetic_table, out, seed=2)
     assert _seed(out) == 2
     assert hidden(out) == []  # no staging, commit, lock or temporary file left
+
+
+@pytest.mark.slow
+def test_interrupted_run_cleans_up_and_keeps_the_old_set(synthetic_table, tmp_path):
+    """SIGINT (Ctrl-C) with the new set staged: exit 130, old set intact, nothing left."""
+    out = tmp_path / "out"
+    _analyze(synthetic_table, out, seed=0)
+    before = snapshot(out)
+    args = ["analyze", synthetic_table, "--out", out, "--seed", 1, *FAST]
+    process = start_paused(args, "staged", tmp_path)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 130
+    assert process.stderr.read().decode().strip() == "lamina: interrupted"
+    process.stderr.close()
+    assert snapshot(out) == before
+    assert hidden(out) == []
 
 
 @pytest.mark.slow

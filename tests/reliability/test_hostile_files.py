@@ -77,6 +77,39 @@ def test_corrupt_safetensors_on_the_command_line(tiny_model_dir, tmp_path, capsy
     assert code == 2 and len(err) == 1 and "is truncated" in err[0], err
 
 
+class _Payload:
+    """A pickle that, when loaded, would create a file: what a hostile checkpoint does."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_model_files_never_run_code(tiny_model_dir, tmp_path):
+    """A pickled checkpoint and a model that ships its own Python code are refused before
+    anything of them runs (the marker files they would create never appear)."""
+    import pickle
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", pickled / "config.json")
+    marker = tmp_path / "pickle-ran"
+    (pickled / "pytorch_model.bin").write_bytes(pickle.dumps(_Payload(marker)))
+    with pytest.raises(ModelLoadError, match="--allow-pickle"):
+        load_model(str(pickled), device="cpu", progress=False)
+
+    code_marker = tmp_path / "code-ran"
+    config = json.loads((tiny_model_dir / "config.json").read_text())
+    config.update(model_type="evil", auto_map={"AutoModelForCausalLM": "modeling_evil.Evil"})
+    (tiny_model_dir / "config.json").write_text(json.dumps(config))
+    (tiny_model_dir / "modeling_evil.py").write_text(f"open({str(code_marker)!r}, 'w')\n")
+    with pytest.raises(ModelLoadError, match="--trust-remote-code"):
+        load_model(str(tiny_model_dir), device="cpu", progress=False)
+    assert not marker.exists() and not code_marker.exists()
+
+
 def _poisoned(parameter: str, rows=None):
     """The tiny GPT-2 with NaN in ``parameter`` (all of it, or the given rows)."""
     loaded = tiny_loaded("gpt2")
