@@ -147,6 +147,21 @@ def test_unwritable_cache_is_one_sentence_naming_it(tmp_path, monkeypatch):
     assert "\n" not in message
 
 
+def test_unwritable_text_cache_is_one_sentence_naming_it(tmp_path, monkeypatch):
+    from lamina.errors import TextLoadError
+    from lamina.sources import load_text
+    from lamina.sources import texts as texts_module
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    monkeypatch.setenv("LAMINA_CACHE", str(blocker / "cache"))
+    monkeypatch.setattr(texts_module, "_download", lambda url, **kw: b"A downloaded book.")
+    with pytest.raises(TextLoadError) as error:
+        load_text("gutenberg:8")
+    message = str(error.value)
+    assert str(blocker / "cache" / "texts") in message and "LAMINA_CACHE" in message
+
+
 @pytest.mark.slow
 def test_read_only_cache_is_one_sentence_naming_it(tmp_path, mount_tmpfs, monkeypatch):
     disk = mount_tmpfs("size=1m")

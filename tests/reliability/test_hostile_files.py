@@ -206,6 +206,33 @@ def test_allow_nonfinite_marks_exactly_the_poisoned_rows_and_excludes_them():
     assert f"excluded {int(marked.sum())} token(s) whose logits or norms were NaN" in summary
 
 
+def test_a_table_with_nonfinite_rows_is_reused_only_when_allowed(tmp_path):
+    from lamina.pipeline.run import _reusable_table
+    from lamina.sources import load_text
+    from lamina.study import WindowOptions
+    from lamina.table import write_table
+
+    text_file = tmp_path / "text.txt"
+    text_file.write_text(tiny_study_text(1) + "Q\n")
+    text = load_text(str(text_file))
+    loaded = tiny_loaded("gpt2")
+    poison = loaded.tokenizer.convert_tokens_to_ids("Q")
+    with torch.no_grad():
+        loaded.model.transformer.wte.weight[poison] = float("nan")
+    table = extract(
+        loaded, text, windows="all", window=96, stride=48, progress=False, allow_nonfinite=True
+    )
+    assert np.asarray(table.column("nonfinite")).any()
+    path = tmp_path / "tokens.parquet"
+    write_table(table, path)
+    windows = WindowOptions(mode="all", window=96, stride=48)
+    reuse = (path, "tiny-gpt2", text, windows, StudyOptions(layer=1), {})
+    refused, why = _reusable_table(*reuse, allow_nonfinite=False)
+    assert refused is None and "NaN or inf outputs" in why
+    reused, _ = _reusable_table(*reuse, allow_nonfinite=True)
+    assert reused is not None and reused.num_rows == table.num_rows
+
+
 # ----------------------------------------------------------------------------- tables
 
 

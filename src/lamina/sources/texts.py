@@ -43,8 +43,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lamina._io import atomic_open, cache_dir
-from lamina.errors import InputError, TextLoadError
+from lamina._io import atomic_open, cache_dir, os_error_reason
+from lamina.errors import InputError, OutputError, TextLoadError
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -325,8 +325,6 @@ def _read_cache(path: Path) -> tuple[bytes, dict] | None:
 
 def _write_cache(path: Path, raw: bytes, origin: str, url: str) -> None:
     """Write the text, then its sidecar; a text without a valid sidecar is not trusted."""
-    with atomic_open(path, "wb") as fh:
-        fh.write(raw)
     sidecar = {
         "origin": origin,
         "url": url,
@@ -334,8 +332,18 @@ def _write_cache(path: Path, raw: bytes, origin: str, url: str) -> None:
         "sha256": hashlib.sha256(raw).hexdigest(),
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_open(path.with_suffix(".json"), "w") as fh:
-        json.dump(sidecar, fh, indent=1)
+    try:
+        with atomic_open(path, "wb") as fh:
+            fh.write(raw)
+        with atomic_open(path.with_suffix(".json"), "w") as fh:
+            json.dump(sidecar, fh, indent=1)
+    except OutputError as exc:
+        cause = exc.__cause__
+        reason = os_error_reason(cause) if isinstance(cause, OSError) else str(exc).rstrip(".")
+        raise TextLoadError(
+            f"cannot write the text cache in {path.parent}: {reason}; free some space there "
+            "or set LAMINA_CACHE to a writable directory."
+        ) from exc
 
 
 def _load_gutenberg(spec: str, value: str, cap: int) -> tuple[bytes, str]:
