@@ -291,8 +291,9 @@ def remove_stale(directory: str | os.PathLike[str], names: Collection[str]) -> l
 def recover(out: Path, *, names: Collection[str] = (), last: Sequence[str] = ()) -> None:
     """Finish what killed writers left in ``out``; call it holding ``out``'s lock.
 
-    A commit directory is rolled forward (its entries moved into place), a staging
-    directory removed, stale temporary files of ``names`` removed.
+    Every commit directory is rolled forward (its entries moved into place), oldest
+    first, and every staging directory removed: with the lock held, no live writer
+    owns one. Stale temporary files of ``names`` are removed.
     """
     now = time.time()
     leftovers = []
@@ -300,7 +301,7 @@ def recover(out: Path, *, names: Collection[str] = (), last: Sequence[str] = ())
         leftovers = sorted(out.iterdir(), key=lambda p: _age(p, now), reverse=True)
     for entry in leftovers:
         match = _RUN_DIR.match(entry.name)
-        if not match or not _stale(entry, int(match.group("pid")), now):
+        if not match or int(match.group("pid")) == os.getpid():
             continue
         if match.group("kind") == "commit":
             try:

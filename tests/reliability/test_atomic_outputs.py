@@ -13,7 +13,7 @@ import pytest
 from lamina import _staging
 from lamina._staging import output_file, output_set
 from lamina.errors import OutputError
-from lamina.pipeline import analyze_path, run_study
+from lamina.pipeline import analyze_path, rebuild_report, run_study
 from lamina.study import StudyOptions
 from reliability.faults import (
     FAST,
@@ -154,6 +154,12 @@ def test_stale_leftovers_are_removed_and_nothing_else(synthetic_table, tmp_path)
     _analyze(synthetic_table, out, seed=0)
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in kept)
+
+    # `lamina report` keeps figures/, and removes a killed figure writer's file there too.
+    figure_temp = out / "figures" / f".part3_layer_histograms.svg.{dead}.abcd1234.tmp"
+    figure_temp.write_text("half a figure")
+    rebuild_report(out)
+    assert not figure_temp.exists()
 
 
 @pytest.mark.slow

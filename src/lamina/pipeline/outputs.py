@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lamina._io import atomic_open
-from lamina._staging import StagedOutputs
+from lamina._staging import StagedOutputs, remove_stale
 from lamina._staging import output_set as _output_set
 from lamina.errors import OutputError
 from lamina.study.result import StudyResult, dumps_results, load_results
@@ -33,6 +33,7 @@ RESULTS_FILE = "results.json"
 LAYERS_FILE = "layers.csv"
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
+FORMATS = ("png", "svg")
 #: The entries of the set, and the order of the last ones moved into place.
 OUTPUT_NAMES = (TOKENS_FILE, RESULTS_FILE, LAYERS_FILE, REPORT_FILE, FIGURES_DIR)
 COMMIT_LAST = (RESULTS_FILE, REPORT_FILE)
@@ -63,9 +64,13 @@ def output_set(out: str | Path) -> Iterator[StagedOutputs]:
     Every command that writes a study directory (run, analyze, report) writes inside
     this block; see :func:`lamina._staging.output_set`.
     """
+    from lamina.report.figures import FIGURE_NAMES
+
     out = Path(out)
     check_out_dir(out)
     with _output_set(out, names=OUTPUT_NAMES, last=COMMIT_LAST) as staged:
+        # figures/ is replaced whole by a new set, but `lamina report` keeps it: clean it too.
+        remove_stale(out / FIGURES_DIR, [f"{n}.{ext}" for n in FIGURE_NAMES for ext in FORMATS])
         yield staged
 
 
