@@ -26,11 +26,11 @@ Inside ``out`` while a writer works:
     before anything else, so a lamina reader never sees a mix.
 
 Entries of ``out`` that the new set does not contain (a re-used ``tokens.parquet``, a
-user's own files, the shards of a resumable extraction) are never touched. A killed
-writer's staging directory and temporary files (``.NAME.PID.XXXXXXXX.tmp``, see
-:func:`lamina._io.atomic_path`) are removed by the next writer: only names of lamina's
-own patterns, and only when their pid is no running process here or they are older than
-:data:`STALE_AFTER_S`.
+user's own files, the shards of a resumable extraction) are never touched. The next
+writer, holding the lock, removes a killed writer's staging directory (no live writer
+can own one) and its temporary files (``.NAME.PID.XXXXXXXX.tmp``, see
+:func:`lamina._io.atomic_path`): only names of lamina's own patterns, and only when
+their pid is no running process here or they are older than :data:`STALE_AFTER_S`.
 
 A single output file (``lamina extract --out FILE``) is written with :func:`output_file`:
 a lock beside it, the same clean-up, and the atomic rename of :func:`lamina._io.atomic_path`.
