@@ -134,6 +134,22 @@ def test_nan_weights_stop_extraction_naming_the_first_layer_and_site():
         extract(loaded, text, sites="attn_out", windows="middle", progress=False)
 
 
+def test_masked_logits_are_not_a_fault():
+    """A -inf logit is a masked vocabulary entry (probability 0): extraction goes on."""
+    loaded = tiny_loaded("gpt2")
+
+    def mask(module, args, output):
+        output[..., :10] = float("-inf")
+        return output
+
+    loaded.model.lm_head.register_forward_hook(mask)
+    table = extract(
+        loaded, tiny_study_text(1), windows="middle", progress=False, allow_nonfinite=True
+    )
+    assert not np.asarray(table.column("nonfinite")).any()
+    assert np.isfinite(np.asarray(table.column("entropy"))).all()
+
+
 @pytest.mark.slow
 def test_nan_weights_on_the_command_line(tmp_path):
     """A saved model whose layer-0 attention weights are NaN: `lamina extract` says so, exit 2."""

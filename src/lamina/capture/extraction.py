@@ -284,10 +284,12 @@ def _nonfinite_rows(
 ) -> list[np.ndarray] | None:
     """Per window, which scored positions had a NaN or inf logit or norm; None if none did.
 
-    One reduction on the device per batch; without ``allow`` the first non-finite
-    value stops extraction with one sentence naming its layer and site.
+    A few reductions on the device per batch; without ``allow`` the first non-finite
+    value stops extraction with one sentence naming its layer and site. A ``-inf``
+    logit is a masked vocabulary entry (probability 0), not a fault: a row's logits
+    are bad when their maximum is not finite (a NaN, a ``+inf``, or every one ``-inf``).
     """
-    finite = torch.isfinite(logits).all(dim=-1) & torch.isfinite(capture.buffer).all(dim=0)
+    finite = torch.isfinite(logits.amax(dim=-1)) & torch.isfinite(capture.buffer).all(dim=0)
     if bool(finite.all()):
         return None
     flags = (~finite).cpu().numpy()  # (B, keep)
