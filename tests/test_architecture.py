@@ -17,8 +17,15 @@ MAX_MODULE_LINES = 600
 MAX_FUNCTION_LINES = 80
 
 # lamina's rooms: the second part of a module name; the package itself and its
-# small shared modules (errors, _io, _format, _lazy) form the base every room may use.
-BASE = {"lamina", "lamina.errors", "lamina._io", "lamina._format", "lamina._lazy"}
+# small shared modules (errors, _io, _staging, _format, _lazy) form the base every room may use.
+BASE = {
+    "lamina",
+    "lamina.errors",
+    "lamina._io",
+    "lamina._staging",
+    "lamina._format",
+    "lamina._lazy",
+}
 
 # What each room may import from lamina (module prefixes), besides itself and the base.
 ALLOWED = {

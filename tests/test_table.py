@@ -93,13 +93,22 @@ def test_site_columns_and_matrices(table):
         head_matrix(table, 4)
 
 
-def test_write_read_round_trip(table, tmp_path):
+def test_write_read_round_trip(tmp_path):
+    # read_table checks the columns against the metadata: layers 0-2 of attn_out, 2 heads
+    columns = {
+        name: values
+        for name, values in _columns(np.random.default_rng(0)).items()
+        if not name.startswith("attn_head") and name != "attn_out.10"
+    }
+    columns.update({f"attn_head.{lay}.{h}": np.ones(N) for lay in range(3) for h in range(2)})
+    meta = {"format_version": FORMAT_VERSION, "sites": ["attn_out", "attn_head"], "n_layers": 3}
+    table = build_table(columns, {**meta, "n_heads": 2, "n_scored": N})
     path = tmp_path / "sub" / "tokens.parquet"
     write_table(table, path)
     assert list(path.parent.iterdir()) == [path]  # no temporary file left
     back = read_table(path)
     assert back.equals(table)
-    assert table_metadata(back) == {"format_version": FORMAT_VERSION}
+    assert table_metadata(back) == {**meta, "n_heads": 2, "n_scored": N}
 
 
 def test_failed_write_leaves_nothing(table, tmp_path, monkeypatch):
@@ -109,7 +118,7 @@ def test_failed_write_leaves_nothing(table, tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(pq, "write_table", fail)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match=r"cannot write .*tokens.parquet: disk full"):
         write_table(table, path)
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(OutputError, match="directory"):

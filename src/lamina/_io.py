@@ -1,8 +1,9 @@
-"""Small I/O helpers shared by every writer: atomic files and the cache dir."""
+"""Small I/O helpers shared by every writer: atomic files, the cache dir, OS errors as sentences."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -29,13 +30,64 @@ def cache_dir() -> Path:
     return base / "lamina"
 
 
+def os_error_reason(exc: BaseException) -> str:
+    """What an OSError means for a writer, in words: ``the disk is full``, ``permission denied``."""
+    code = _errno(exc)
+    words = {
+        errno.ENOSPC: "the disk is full",
+        errno.EDQUOT: "the disk quota is exhausted",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "the operation is not permitted",
+        errno.ENOTDIR: "a part of the path is a file, not a directory",
+        errno.EFBIG: "the file is too large for the file system",
+        errno.EIO: "the device reported an I/O error",
+    }
+    if code in words:
+        return words[code]
+    text = (getattr(exc, "strerror", None) or str(exc)).strip()
+    text = re.split(r"(?<=\.)\s", text.splitlines()[0] if text else "", maxsplit=1)[0]
+    text = text.rstrip(".") or type(exc).__name__
+    return text[0].lower() + text[1:]
+
+
+def _errno(exc: BaseException) -> int | None:
+    """The errno of an OSError; pyarrow's carry it only in their message (``[errno 28]``)."""
+    code = getattr(exc, "errno", None)
+    if code is None:
+        found = re.search(r"\[errno (\d+)\]", str(exc), re.IGNORECASE)
+        code = int(found.group(1)) if found else None
+    return code
+
+
+# A path inside a staging directory (lamina._staging) is named by the path it will have.
+_STAGED = re.compile(r"[/\\]\.lamina-stage-\d+-[A-Za-z0-9_]{8}(?=[/\\]|$)")
+
+
+def write_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
+    """One sentence for an OSError met while writing ``path`` (raise it ``from exc``)."""
+    path = _STAGED.sub("", str(path))
+    reason = os_error_reason(exc)
+    code = _errno(exc)
+    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        hint = "free some space there or write elsewhere"
+    elif code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = "write to a directory you can write to"
+    else:
+        hint = "check the disk and the path"
+    return OutputError(f"cannot write {path}: {reason}; {hint}.")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary file lives in the same directory (so the final rename is
-    atomic on POSIX) and is removed if the body raises, so a failure never
-    leaves a half-written ``path``.
+    atomic on POSIX), is named ``.NAME.PID.XXXXXXXX.tmp`` (so a later run can
+    tell a killed writer's leftover from a live one's, see :mod:`lamina._staging`)
+    and is removed if the body raises, so a failure never leaves a half-written
+    ``path``. An ``OSError`` (a full disk, a read-only or forbidden directory)
+    becomes an :class:`OutputError` naming ``path``.
     """
     final = Path(path)
     parent = final.parent if str(final.parent) else Path(".")
@@ -44,11 +96,19 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the directory {parent}: {exc.strerror}.") from exc
+        raise OutputError(
+            f"cannot create the directory {parent}: {os_error_reason(exc)}; "
+            "write to a directory you can write to."
+        ) from exc
     if final.is_dir():
         raise OutputError(f"cannot write {final}: it is a directory; give a file name.")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
+    try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp", dir=parent
+        )
+        os.close(fd)
+    except OSError as exc:
+        raise write_error(final, exc) from exc
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -57,8 +117,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         if tmp.exists():
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
+    except OSError as exc:
+        raise write_error(final, exc) from exc
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):
             tmp.unlink()
 
 

@@ -199,9 +199,79 @@ def table_metadata(table: pa.Table) -> dict:
             "this Parquet file has no lamina metadata; it was not written by `lamina extract`."
         )
     try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
+        metadata = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TableError(f"the token table's lamina metadata is not valid JSON ({exc}).") from exc
+    if not isinstance(metadata, dict):
+        raise TableError(
+            f"the token table's lamina metadata is a JSON {type(metadata).__name__}, not an "
+            "object; the file was altered: re-create it with `lamina extract`."
+        )
+    return metadata
+
+
+def _expected_site_columns(meta: dict) -> list[str]:
+    """The site columns the metadata promises (``sites`` x ``n_layers``, x ``n_heads``)."""
+    sites, n_layers, n_heads = meta.get("sites"), meta.get("n_layers"), meta.get("n_heads")
+    if not isinstance(sites, list) or not all(isinstance(x, str) for x in sites):
+        raise ValueError("its 'sites' is not a list of site names")
+    if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
+        raise ValueError(f"its 'n_layers' is {n_layers!r}, not a positive number")
+    names = []
+    for site in sites:
+        if site == "attn_head":
+            if isinstance(n_heads, bool) or not isinstance(n_heads, int) or n_heads < 1:
+                raise ValueError(f"its 'n_heads' is {n_heads!r}, not a positive number")
+            names += [site_column(site, lay, h) for lay in range(n_layers) for h in range(n_heads)]
+        else:
+            names += [site_column(site, layer) for layer in range(n_layers)]
+    return names
+
+
+def validate_table(table: pa.Table, where: str = "the token table") -> dict:
+    """Check a token table against its own metadata; return the metadata.
+
+    The metadata must be an object whose ``sites``, ``n_layers`` (and ``n_heads`` for
+    ``attn_head``) name exactly the site columns present, whose ``n_scored`` (when
+    recorded) is the row count, and whose ``model``, ``text`` and ``windows`` are
+    objects; every column must have its documented type. A table that fails was
+    altered or damaged after lamina wrote it: :class:`TableError`, one sentence.
+    """
+    meta = table_metadata(table)
+    redo = "the file was altered or damaged: re-create it with `lamina extract`"
+    for key in ("model", "text", "windows"):
+        if key in meta and not isinstance(meta[key], dict):
+            raise TableError(f"{where}'s metadata field {key!r} is not an object; {redo}.")
+    try:
+        expected = _expected_site_columns(meta)
+    except ValueError as exc:
+        raise TableError(f"{where}'s metadata is inconsistent: {exc}; {redo}.") from exc
+    types = {f.name: f.type for schema in (SCORE_SCHEMA, OPTIONAL_SCHEMA) for f in schema}
+    types.update((name, pa.float32()) for name in expected)
+    present = set(table.column_names)
+    unknown = [name for name in table.column_names if name not in types]
+    missing = [name for name in expected if name not in present]
+    for problem, names in (("columns its metadata does not list", unknown), ("no", missing)):
+        if names:
+            listed = ", ".join(names[:4]) + (
+                f" and {len(names) - 4} more" if len(names) > 4 else ""
+            )
+            raise TableError(
+                f"{where} has {problem} columns {listed} (metadata: sites "
+                f"{', '.join(meta['sites'])}, {meta['n_layers']} layers); {redo}."
+            )
+    for field in table.schema:
+        if field.type != types[field.name]:
+            raise TableError(
+                f"{where}'s column {field.name} is {field.type}, not {types[field.name]}; {redo}."
+            )
+    n_scored = meta.get("n_scored")
+    if n_scored is not None and n_scored != table.num_rows:
+        raise TableError(
+            f"{where} has {table.num_rows:,} rows but its metadata records {n_scored!r} scored "
+            f"tokens; {redo}."
+        )
+    return meta
 
 
 def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
@@ -212,11 +282,14 @@ def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
 
 
 def read_table(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a token table; :class:`TableError` if the file is missing or not a token table."""
+    """Read a token table; :class:`TableError` if it is missing, not a token table, or
+    disagrees with its own metadata (:func:`validate_table`)."""
     if not os.path.exists(path):
         raise TableError(
             f"no token table at {path}; create one with `lamina extract --out {path}`."
         )
+    if os.path.isdir(path):
+        raise TableError(f"{path} is a directory, not a token table file; give its .parquet file.")
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -232,4 +305,5 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
             f"versions {', '.join(map(str, READABLE_VERSIONS))}; re-create it with "
             "`lamina extract`."
         )
+    validate_table(table, str(path))
     return table

@@ -219,7 +219,7 @@ def test_unknown_gutenberg_number(lamina_cache, monkeypatch):
 def test_failing_download_leaves_no_file(lamina_cache, monkeypatch, response, reason):
     url = "https://www.gutenberg.org/cache/epub/8/pg8.txt"
     _serve(monkeypatch, {url: response})
-    monkeypatch.setattr(texts_module, "MAX_DOWNLOAD_BYTES", 100_000)
+    monkeypatch.setattr(texts_module, "MAX_TEXT_BYTES", 100_000)
     with pytest.raises(TextLoadError) as error:
         load_text("gutenberg:8")
     _one_sentence(error, "gutenberg:8", reason)

@@ -11,7 +11,8 @@ from lamina._lazy import lazy_exports
 
 _EXPORTS = {
     "extract": ".extraction",
-    "tokenize": ".extraction",
+    "tokenize": ".tokens",
+    "count_tokens": ".tokens",
     "decoded_lengths": ".scoring",
     "score_next_tokens": ".scoring",
     "FAMILY_SITES": ".sites",

@@ -60,6 +60,9 @@ class ShardComputer:
     ``batch_size`` is the number of fresh windows per forward pass; ``bos_id``
     the BOS token prepended to every fresh window (None: none); ``should_stop``
     is asked between batches and raises :class:`Interrupted` when it says yes.
+    A NaN or inf logit or norm stops the computation with a :class:`CaptureError`
+    naming the first layer and site, unless ``allow_nonfinite``: then the rows are
+    marked in the ``nonfinite`` column.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class ShardComputer:
         bos_id: int | None = None,
         should_stop: Callable[[], bool] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        allow_nonfinite: bool = False,
     ) -> None:
         self.model = model
         self.capture = NormCapture(model, resolved)
@@ -83,6 +87,7 @@ class ShardComputer:
         self.cache_argument = "cache" if accepts(model, "cache") else "past_key_values"
         self.should_stop = should_stop
         self.on_batch = on_batch
+        self.allow_nonfinite = allow_nonfinite
 
     def compute(self, tokens: np.ndarray, windows: Sequence[Window]) -> dict[str, np.ndarray]:
         """The shard's columns for ``windows`` of the token stream ``tokens``, in plan order."""
@@ -176,6 +181,25 @@ class ShardComputer:
             parts.append(self.collect(logits, self.capture.buffer, token_tensor, [w], w.n_scored))
         return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
+    def _nonfinite(
+        self, logits: torch.Tensor, buffer: torch.Tensor, group: Sequence[Window], keep: int
+    ) -> np.ndarray:
+        """The scored rows' non-finite flags; without ``allow_nonfinite`` a flag stops here."""
+        any_bad, flags = _nonfinite_rows(logits, buffer, group, keep)
+        if any_bad and not self.allow_nonfinite:
+            column = self.capture.first_nonfinite()
+            where = (
+                f"at layer {column.layer}, site {column.site} ({column.path})"
+                if column is not None
+                else "in the logits (every recorded norm was finite)"
+            )
+            raise CaptureError(
+                f"the model's output became NaN or infinite {where}: check the weights and the "
+                "dtype (float16 overflows easily), or pass --allow-nonfinite to keep such "
+                "tokens, marked and left out of the analysis."
+            )
+        return flags
+
     def collect(
         self,
         logits: torch.Tensor,
@@ -185,6 +209,7 @@ class ShardComputer:
         keep: int,
     ) -> dict[str, np.ndarray]:
         """Score the windows' scored rows and move scores and norms to the host, once each."""
+        flags = self._nonfinite(logits, buffer, group, keep)
         rows = [logits[i, keep - w.n_scored :] for i, w in enumerate(group)]
         targets = torch.cat([token_tensor[w.score_from + 1 : w.stop + 1] for w in group])
         scores = score_next_tokens(rows[0] if len(rows) == 1 else torch.cat(rows), targets)
@@ -194,10 +219,28 @@ class ShardComputer:
         out = {
             name: scores[name].cpu().numpy().astype(dtype) for name, dtype in SCORE_DTYPES.items()
         }
+        out["nonfinite"] = flags
         host = norms.T.float().cpu().numpy()
         for j, name in enumerate(self.names):
             out[name] = host[:, j]
         return out
+
+
+def _nonfinite_rows(
+    logits: torch.Tensor, buffer: torch.Tensor, group: Sequence[Window], keep: int
+) -> tuple[bool, np.ndarray]:
+    """Whether any scored row's logits or norms are NaN or inf, and the flag of every row.
+
+    A ``-inf`` logit is a masked vocabulary entry (probability 0), not a fault: a
+    row's logits are bad when their maximum is not finite (a NaN, a ``+inf``, or
+    every one ``-inf``). A few reductions on the device per batch.
+    """
+    finite = torch.isfinite(logits.amax(dim=-1)) & torch.isfinite(buffer).all(dim=0)
+    if bool(finite.all()):
+        return False, np.zeros(sum(w.n_scored for w in group), dtype=bool)
+    bad = (~finite).cpu().numpy()  # (B, keep)
+    flags = np.concatenate([bad[i, keep - w.n_scored :] for i, w in enumerate(group)])
+    return bool(flags.any()), flags
 
 
 def _runs(windows: Sequence[Window]) -> Iterator[tuple[bool, list[Window]]]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from lamina.capture.assemble import assemble_table
 from lamina.capture.compute import ShardComputer
-from lamina.capture.plan import DEFAULT_SHARD_WINDOWS, Document, ExtractionPlan, plan_extraction
+from lamina.capture.plan import DEFAULT_SHARD_WINDOWS, Document, ExtractionPlan, Planner
 from lamina.capture.runner import run_local
 from lamina.capture.sites import (
     ResolvedSites,
@@ -34,6 +34,7 @@ from lamina.capture.sites import (
     context_length,
     resolve_sites,
 )
+from lamina.capture.tokens import token_stream
 from lamina.capture.windows import (
     WindowOptions,
     check_window_fits,
@@ -47,25 +48,14 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def tokenize(tokenizer: Any, text: str) -> np.ndarray:
-    """The text's token stream as int64 ids, without special tokens (no BOS, no EOS)."""
-    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
-    return np.asarray(ids, dtype=np.int64)
-
-
-def documents_of(text: Any, tokenizer: Any) -> tuple[list[Document], dict[str, Any]]:
-    """The documents of a string, a loaded text or a corpus, tokenized; and the text metadata."""
+def texts_of(text: Any) -> tuple[list[tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """The (text, provenance) of every document of a string, a loaded text or a corpus,
+    and the text metadata of the table."""
     if hasattr(text, "documents") and hasattr(text, "text_provenance"):
         bodies = [(doc.text, doc.provenance.to_dict()) for doc in text.documents]
-        meta = text.text_provenance()
-    else:
-        body, meta = _text_and_provenance(text)
-        bodies = [(body, meta)]
-    documents = [
-        Document(index, tokenize(tokenizer, body), provenance)
-        for index, (body, provenance) in enumerate(bodies)
-    ]
-    return documents, meta
+        return bodies, text.text_provenance()
+    body, meta = _text_and_provenance(text)
+    return [(body, meta)], meta
 
 
 def _text_and_provenance(text: Any) -> tuple[str, dict]:
@@ -142,18 +132,22 @@ def build_plan(
     windows: WindowOptions,
     shard_windows: int,
 ) -> tuple[ExtractionPlan, dict[str, Any], int | None]:
-    """Tokenize the text or corpus and plan its shards: (plan, text metadata, BOS id or None)."""
+    """Tokenize the text or corpus and plan its shards: (plan, text metadata, BOS id or None).
+
+    Each document is tokenized in pieces, only as far as its windows need
+    (:func:`lamina.capture.tokens.token_stream`); once ``max_tokens`` are planned,
+    later documents are listed but not tokenized.
+    """
     if windows.mode == "stream":
         check_stream_support(resolved.model_type)
     window = windows.window or default_window(context, windows.bos)
     check_window_fits(window, context, windows.bos)
     bos_id = bos_token_id(tokenizer) if windows.bos else None
-    documents, text_meta = documents_of(text, tokenizer)
-    plan = plan_extraction(
-        documents,
+    bodies, text_meta = texts_of(text)
+    planner = Planner(
         mode=windows.mode,
         window=window,
-        stride=None if windows.mode == "middle" else (windows.stride or default_stride(window)),
+        stride=windows.stride or default_stride(window),
         max_tokens=windows.max_tokens,
         bos=windows.bos,
         context_length=context,
@@ -161,7 +155,17 @@ def build_plan(
         shard_windows=shard_windows,
         batch_size=windows.batch_size,
     )
-    return plan, text_meta, bos_id
+    for index, (body, provenance) in enumerate(bodies):
+        if planner.full:
+            planner.add(Document(index, np.zeros(0, dtype=np.int64), provenance, length=0))
+            continue
+        stream = token_stream(
+            tokenizer, body, mode=windows.mode, window=window, max_tokens=planner.left
+        )
+        planner.add(
+            Document(index, stream.ids, provenance, stream.offset, stream.length, stream.n_tokens)
+        )
+    return planner.plan, text_meta, bos_id
 
 
 def extract(
@@ -180,6 +184,7 @@ def extract(
     command_line: str | None = None,
     shards_dir: str | Path | None = None,
     shard_windows: int = DEFAULT_SHARD_WINDOWS,
+    allow_nonfinite: bool = False,
 ) -> pa.Table:
     """Score every planned token of ``text`` and record the norm each layer writes there.
 
@@ -195,7 +200,9 @@ def extract(
     :func:`lamina.capture.sites.parse_site_templates`). ``progress``: True shows
     a tqdm bar, False hides it, None shows it on a terminal only. ``shards_dir``:
     save every shard there as it is done and reuse those already there (a killed
-    run resumes); None keeps everything in memory.
+    run resumes); None keeps everything in memory. A NaN or inf logit or norm
+    stops extraction (a :class:`CaptureError` naming the first layer and site);
+    ``allow_nonfinite`` keeps such rows, marked in a ``nonfinite`` column.
 
     Returns the token table (see :mod:`lamina.table`). Raises
     :class:`CaptureError` / :class:`InputError` before any forward pass for
@@ -219,13 +226,12 @@ def extract(
         shard_windows=shard_windows,
     )
     batch = resolve_batch_size(windows.batch_size, model, plan.window, len(resolved.sites))
+    computer = ShardComputer(
+        model, resolved, batch_size=batch, bos_id=bos_id, allow_nonfinite=allow_nonfinite
+    )
     started = time.perf_counter()
-    with _progress_bar(plan, progress) as bar, _stop_on_sigint(shards_dir is not None) as stop:
-        computer = ShardComputer(
-            model, resolved, batch_size=batch, bos_id=bos_id, should_stop=stop, on_batch=bar
-        )
-        folder = Path(shards_dir) if shards_dir is not None else None
-        results, counts = run_local(plan, computer, shards_dir=folder, on_reused=bar, report=report)
+    folder = Path(shards_dir) if shards_dir is not None else None
+    results, counts = _run_here(plan, computer, folder, report, progress)
     return assemble_table(
         plan,
         results,
@@ -236,7 +242,21 @@ def extract(
         seconds=time.perf_counter() - started,
         command_line=command_line,
         extra={"extraction": {"engine": "local", "batch_size": batch, **counts.to_dict()}},
+        allow_nonfinite=allow_nonfinite,
     )
+
+
+def _run_here(
+    plan: ExtractionPlan,
+    computer: ShardComputer,
+    shards_dir: Path | None,
+    report: dict[str, Any],
+    progress: bool | None,
+) -> tuple[dict[str, dict[str, np.ndarray]], Any]:
+    """Run the plan in this process with a progress bar; SIGINT stops after a batch."""
+    with _progress_bar(plan, progress) as bar, _stop_on_sigint(shards_dir is not None) as stop:
+        computer.on_batch, computer.should_stop = bar, stop
+        return run_local(plan, computer, shards_dir=shards_dir, on_reused=bar, report=report)
 
 
 @contextlib.contextmanager

@@ -93,6 +93,16 @@ class NormCapture:
                 "forward pass; name the right module with a site template."
             )
 
+    def first_nonfinite(self) -> Column | None:
+        """The column whose norms in this batch are not all finite, earliest layer first."""
+        bad = (~torch.isfinite(self.buffer)).flatten(1).any(dim=1).cpu().numpy()
+        hits = [
+            (c.layer, i, c)
+            for i, c in enumerate(self.columns)
+            if bad[c.first : c.first + c.width].any()
+        ]
+        return min(hits, key=lambda hit: hit[:2])[2] if hits else None
+
     def _positions(self, vectors: torch.Tensor, column: Column) -> torch.Tensor:
         """``vectors`` as ``(batch, positions, features)``; OPT flattens batch and positions."""
         batch, length = self.batch_shape

@@ -31,15 +31,46 @@ DEFAULT_SHARD_WINDOWS = 8
 
 @dataclasses.dataclass(frozen=True)
 class Document:
-    """One document of the corpus: its index, token stream and provenance."""
+    """One document of the corpus: its index, the token ids its windows need, its provenance.
+
+    ``tokens`` are the stream's ids ``[offset, offset + len(tokens))`` (all of them
+    unless the windows need less, see :func:`lamina.capture.tokens.token_stream`);
+    ``length`` is the stream length the windows are planned on; ``n_tokens`` the
+    whole stream's, or None when tokenizing stopped early.
+    """
 
     index: int
-    tokens: np.ndarray  # int64 token ids, no special tokens
+    tokens: np.ndarray
     provenance: dict[str, Any]
+    offset: int = 0
+    length: int | None = None
+    n_tokens: int | None = None
 
     @property
     def name(self) -> str:
         return str(self.provenance.get("spec") or f"document {self.index}")
+
+    @property
+    def stream_length(self) -> int:
+        return self.length if self.length is not None else self.offset + len(self.tokens)
+
+    def ids(self, start: int, stop: int) -> np.ndarray:
+        """The ids at stream positions ``[start, stop)``."""
+        return self.tokens[start - self.offset : stop - self.offset]
+
+    def local(self, windows: Sequence[Window]) -> list[Window]:
+        """``windows`` with positions counted from ``offset`` (indices into ``tokens``)."""
+        o = self.offset
+        return [
+            dataclasses.replace(
+                w,
+                start=w.start - o,
+                stop=w.stop - o,
+                score_from=w.score_from - o,
+                origin=w.origin - o,
+            )
+            for w in windows
+        ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,63 +122,82 @@ class ExtractionPlan:
         }
 
 
-def plan_extraction(
-    documents: Sequence[Document],
-    *,
-    mode: str,
-    window: int,
-    stride: int | None,
-    max_tokens: int | None,
-    bos: bool,
-    context_length: int | None,
-    identity: dict[str, Any],
-    shard_windows: int = DEFAULT_SHARD_WINDOWS,
-    batch_size: int | str = 1,
-) -> ExtractionPlan:
-    """Windows for every document (``max_tokens`` counts over the corpus) grouped into shards.
+class Planner:
+    """Plans the windows and shards of documents added one at a time.
 
-    ``identity`` is what the rows depend on besides the text (model fingerprint
-    and dtype, sites and their modules): it enters every shard's key.
+    ``max_tokens`` counts over the corpus (:attr:`left` is what remains, so the
+    caller tokenizes no more than the windows need); ``identity`` is what the rows
+    depend on besides the text (model fingerprint and dtype, sites and their
+    modules): it enters every shard's key.
     """
-    if not isinstance(shard_windows, int) or shard_windows < 1:
-        raise InputError(f"--shard-windows {shard_windows!r} must be a positive number.")
-    left = max_tokens
-    shards: list[Shard] = []
-    n_windows = 0
-    for doc in documents:
-        if left is not None and left <= 0:
-            break
+
+    def __init__(
+        self,
+        *,
+        mode: str,
+        window: int,
+        stride: int | None,
+        max_tokens: int | None,
+        bos: bool,
+        context_length: int | None,
+        identity: dict[str, Any],
+        shard_windows: int = DEFAULT_SHARD_WINDOWS,
+        batch_size: int | str = 1,
+    ) -> None:
+        if (
+            isinstance(shard_windows, bool)
+            or not isinstance(shard_windows, int)
+            or shard_windows < 1
+        ):
+            raise InputError(f"--shard-windows {shard_windows!r} must be a positive number.")
+        self.plan = ExtractionPlan(
+            documents=[],
+            shards=[],
+            mode=mode,
+            window=window,
+            stride=None if mode == "middle" else stride,
+            bos=bos,
+            max_tokens=max_tokens,
+            batch_size=batch_size,
+            identity=identity,
+        )
+        self.left = max_tokens
+        self.context_length = context_length
+        self.shard_windows = shard_windows
+        self._n_windows = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether ``max_tokens`` are planned already (later documents get no windows)."""
+        return self.left is not None and self.left <= 0
+
+    def add(self, doc: Document) -> None:
+        """Plan ``doc``'s windows (none once full) and group them into shards."""
+        plan = self.plan
+        plan.documents.append(doc)
+        if self.full:
+            return
         try:
             windows = plan_windows(
-                len(doc.tokens),
-                mode,
-                window,
-                stride,
-                left,
-                context_length=context_length,
-                bos=bos,
+                doc.stream_length,
+                plan.mode,
+                plan.window,
+                plan.stride,
+                self.left,
+                context_length=self.context_length,
+                bos=plan.bos,
             )
         except LaminaError as exc:
             raise InputError(f"document {doc.name}: {exc}") from exc
-        windows = [dataclasses.replace(w, index=n_windows + k) for k, w in enumerate(windows)]
-        n_windows += len(windows)
-        if left is not None:
-            left -= sum(w.n_scored for w in windows)
-        for group in _groups(windows, shard_windows, mode):
-            key = shard_key(identity, doc, group, mode=mode, window=window, bos=bos)
-            shards.append(Shard(len(shards), doc.index, tuple(group), key))
-    stride_used = None if mode == "middle" else stride
-    return ExtractionPlan(
-        documents=list(documents),
-        shards=shards,
-        mode=mode,
-        window=window,
-        stride=stride_used,
-        bos=bos,
-        max_tokens=max_tokens,
-        batch_size=batch_size,
-        identity=identity,
-    )
+        windows = [dataclasses.replace(w, index=self._n_windows + k) for k, w in enumerate(windows)]
+        self._n_windows += len(windows)
+        if self.left is not None:
+            self.left -= sum(w.n_scored for w in windows)
+        for group in _groups(windows, self.shard_windows, plan.mode):
+            key = shard_key(
+                plan.identity, doc, group, mode=plan.mode, window=plan.window, bos=plan.bos
+            )
+            plan.shards.append(Shard(len(plan.shards), doc.index, tuple(group), key))
 
 
 def _groups(windows: list[Window], size: int, mode: str) -> list[list[Window]]:
@@ -176,7 +226,7 @@ def shard_key(
 ) -> str:
     """sha256 of everything a shard's rows depend on (see the module docstring)."""
     first, last = min(w.start for w in windows), max(w.stop for w in windows)
-    span = np.ascontiguousarray(doc.tokens[first : last + 1], dtype=np.int64)
+    span = np.ascontiguousarray(doc.ids(first, last + 1), dtype=np.int64)
     described = {
         "table_format": FORMAT_VERSION,
         **identity,

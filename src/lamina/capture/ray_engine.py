@@ -126,6 +126,7 @@ class ShardWorker:
         window: int,
         bos: bool,
         shards_dir: str,
+        allow_nonfinite: bool = False,
     ) -> None:
         from lamina.capture.batching import resolve_batch_size
         from lamina.capture.compute import ShardComputer
@@ -137,7 +138,13 @@ class ShardWorker:
         resolved = resolve_sites(loaded.model, sites, site_template)
         bos_id = bos_token_id(loaded.tokenizer) if bos else None
         batch = resolve_batch_size(batch_size, loaded.model, window, len(resolved.sites))
-        self.computer = ShardComputer(loaded.model, resolved, batch_size=batch, bos_id=bos_id)
+        self.computer = ShardComputer(
+            loaded.model,
+            resolved,
+            batch_size=batch,
+            bos_id=bos_id,
+            allow_nonfinite=allow_nonfinite,
+        )
         self.report = json.dumps(loaded.report.to_dict())
         self.shards_dir = Path(shards_dir)
 
@@ -159,7 +166,7 @@ def _item(plan: ExtractionPlan, shard: Shard) -> dict[str, Any]:
     """A shard as a dataset row: its key, its token span, its windows relative to the span."""
     first = min(w.start for w in shard.windows)
     last = max(w.stop for w in shard.windows)
-    tokens = plan.documents[shard.doc].tokens[first : last + 1]
+    tokens = plan.documents[shard.doc].ids(first, last + 1)
     layout = [
         [w.index, w.start - first, w.stop - first, w.score_from - first, w.cached, w.origin - first]
         for w in shard.windows
@@ -243,11 +250,13 @@ def extract_with_ray(
     command_line: str | None = None,
     shard_windows: int | None = None,
     require_layer: int | None = None,
+    allow_nonfinite: bool = False,
 ) -> Any:
     """The token table of ``text``, its shards computed by Ray actors (module docstring).
 
     ``require_layer``: a layer index the caller will analyse, checked against the
-    model before any actor starts.
+    model before any actor starts. ``allow_nonfinite`` as in
+    :func:`lamina.capture.extract`.
     """
 
     from lamina.capture.assemble import assemble_table
@@ -259,7 +268,9 @@ def extract_with_ray(
     device, dtype = kwargs.pop("device", "auto"), kwargs.pop("dtype", "auto")
     driver = _inspect_model(model, kwargs, sites, site_template, require_layer, bool(progress))
     log_file = Path(shards_dir) / RAY_LOG
-    job = _Job(model, text, driver, kwargs, device, dtype, windows, Path(shards_dir))
+    job = _Job(
+        model, text, driver, kwargs, device, dtype, windows, Path(shards_dir), allow_nonfinite
+    )
     with ray_output_to(log_file) as terminal:
         done = _run_cluster(job, workers, address, site_template, shard_windows, progress, terminal)
     plan = done.plan
@@ -274,6 +285,7 @@ def extract_with_ray(
         seconds=done.seconds,
         command_line=command_line,
         extra={"extraction": {"engine": "ray", "workers": workers, **counts}},
+        allow_nonfinite=allow_nonfinite,
     )
 
 
@@ -299,6 +311,7 @@ class _Job:
     dtype: str
     windows: WindowOptions
     shards_dir: Path
+    allow_nonfinite: bool
 
 
 @dataclasses.dataclass
@@ -354,6 +367,7 @@ def _run_cluster(
                     "batch_size": windows.batch_size,
                     "window": plan.window,
                     "bos": windows.bos,
+                    "allow_nonfinite": job.allow_nonfinite,
                 },
                 shards_dir=job.shards_dir,
                 workers=workers,

@@ -21,6 +21,7 @@ from lamina.capture.compute import Interrupted, ShardComputer
 from lamina.capture.plan import ExtractionPlan, Shard
 from lamina.capture.shards import (
     MANIFEST_FORMAT,
+    SHARD_SCHEMA,
     read_shard,
     remove_stale_temporaries,
     save_manifest,
@@ -43,7 +44,7 @@ class RunCounts:
 
 
 def shard_columns_names(computer_names: list[str]) -> list[str]:
-    return ["correct", "target_rank", "target_logprob", "entropy", "pred_id", *computer_names]
+    return [*SHARD_SCHEMA.names, *computer_names]
 
 
 def manifest_of(
@@ -114,7 +115,8 @@ def run_local(
         if shard.key in results:
             continue
         try:
-            columns = computer.compute(plan.documents[shard.doc].tokens, shard.windows)
+            doc = plan.documents[shard.doc]
+            columns = computer.compute(doc.tokens, doc.local(shard.windows))
         except Interrupted:
             raise _interrupted(plan, results, shards_dir) from None
         results[shard.key] = columns

@@ -35,6 +35,7 @@ SHARD_SCHEMA = pa.schema(
         ("target_logprob", pa.float32()),
         ("entropy", pa.float32()),
         ("pred_id", pa.int32()),
+        ("nonfinite", pa.bool_()),
     ]
 )
 

@@ -3,7 +3,8 @@
 Each command is a function in :mod:`.commands`; the options they share are
 defined once in :mod:`.options`. User errors (:class:`lamina.errors.LaminaError`)
 print one line and exit 2; ``--debug`` (before or after the command) shows the
-traceback instead.
+traceback instead. An ``OSError`` that reaches ``main`` (lamina's writers turn theirs
+into sentences; this is the last resort for a library's) is one sentence too.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _add_source_commands(command) -> None:
     """info, prepare, sites and extract: the model, the text and the token table."""
     from lamina.cli import commands
     from lamina.cli.options import (
-        add_engine_args,
+        add_extraction_args,
         add_model_args,
         add_progress_arg,
         add_site_args,
@@ -83,7 +84,7 @@ def _add_source_commands(command) -> None:
     add_text_args(p)
     add_site_args(p, default="attn_out")
     add_window_args(p, default="all")
-    add_engine_args(p)
+    add_extraction_args(p)
     p.add_argument(
         "--out",
         default="tokens.parquet",
@@ -99,7 +100,7 @@ def _add_study_commands(command) -> None:
     from lamina.cli import commands
     from lamina.cli.options import (
         add_analysis_args,
-        add_engine_args,
+        add_extraction_args,
         add_model_args,
         add_progress_arg,
         add_text_args,
@@ -115,7 +116,7 @@ def _add_study_commands(command) -> None:
     add_model_args(p)
     add_text_args(p)
     add_window_args(p, default="middle")
-    add_engine_args(p)
+    add_extraction_args(p)
     add_analysis_args(p)
     p.add_argument(
         "--out", default="lamina-out", metavar="DIR", help="output directory (default: lamina-out)"
@@ -163,6 +164,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lamina: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        # Last resort: lamina's own writers turn OSErrors into sentences where they
+        # arise; one from a library (a download cache, a temporary file) ends here.
+        if args.debug:
+            raise
+        from lamina._io import os_error_reason
+
+        where = f" on {exc.filename}" if getattr(exc, "filename", None) else ""
+        print(
+            f"lamina: error: the operating system refused an operation{where}: "
+            f"{os_error_reason(exc)}; check the disk space and permissions (--debug shows "
+            "where it happened).",
+            file=sys.stderr,
+        )
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from lamina.cli.options import (
-    engine_options,
+    extraction_options,
     model_kwargs,
     study_options,
     text_kwargs,
@@ -24,13 +24,13 @@ def _show_loading(args: argparse.Namespace) -> bool:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from lamina.capture import tokenize
+    from lamina.capture import count_tokens
     from lamina.sources import load_corpus, load_model
 
     # The text first: its errors are instant, the model takes seconds to load.
     corpus = load_corpus(args.text, **text_kwargs(args))
     loaded = load_model(args.model, **model_kwargs(args), progress=_show_loading(args))
-    counts = [len(tokenize(loaded.tokenizer, doc.text)) for doc in corpus.documents]
+    counts = [count_tokens(loaded.tokenizer, doc.text) for doc in corpus.documents]
     print(loaded.report.format())
     print()
     if len(corpus.documents) == 1:
@@ -89,7 +89,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
     from lamina.table import table_metadata
 
     windows = window_options(args)
-    engine = engine_options(args)
+    extraction = extraction_options(args)
     corpus = load_corpus(args.text, **text_kwargs(args))
     for skipped in corpus.skipped:
         print(f"skipped document {skipped.name}: {skipped.reason}", file=sys.stderr)
@@ -101,7 +101,7 @@ def cmd_extract(args: argparse.Namespace) -> int:
         sites=args.sites,
         site_template=args.site_template,
         model_kwargs=model_kwargs(args),
-        engine=engine,
+        extraction=extraction,
         progress=_progress(args),
         command_line=args.command_line,
     )
@@ -127,12 +127,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         options=study_options(args),
         windows=window_options(args),
         model_kwargs=model_kwargs(args),
-        engine=engine_options(args),
+        extraction=extraction_options(args),
         reuse=not args.no_reuse,
         progress=_progress(args),
         command_line=args.command_line,
         log=lambda line: print(line, file=sys.stderr),
-        **text_kwargs(args),
+        keep_boilerplate=args.keep_boilerplate,
+        text_field=args.text_field,
+        skip_bad_docs=args.skip_bad_docs,
+        max_text_bytes=args.max_text_bytes,
     )
     print(format_summary(run.result.to_dict(), str(run.outputs.report)))
     return 0

@@ -101,6 +101,29 @@ def add_text_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="keep the Project Gutenberg header and licence (the reference study did)",
     )
+    g.add_argument(
+        "--max-text-bytes",
+        type=byte_size,
+        default=None,
+        metavar="N",
+        help="refuse a text (file, stdin or URL) larger than N bytes; K, M and G suffixes "
+        "count 1024s (default: 256M)",
+    )
+
+
+def byte_size(value: str) -> int:
+    """``256M`` -> 268435456: a positive number of bytes with an optional K, M, G or T suffix."""
+    import re
+
+    match = re.fullmatch(r"\s*([0-9]+)\s*([KMGT]?)(?:i?B)?\s*", value, re.IGNORECASE)
+    number = 0
+    if match:
+        number = int(match.group(1)) * 1024 ** (" KMGT".index(match.group(2).upper() or " "))
+    if number < 1:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a positive number of bytes (e.g. 1000000, 512K, 256M, 1G)"
+        )
+    return number
 
 
 def text_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -109,14 +132,16 @@ def text_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "keep_boilerplate": args.keep_boilerplate,
         "text_field": args.text_field,
         "skip_bad_docs": args.skip_bad_docs,
+        "max_bytes": args.max_text_bytes,
     }
 
 
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    from lamina.pipeline.extract import ENGINES, EngineOptions
+def add_extraction_args(p: argparse.ArgumentParser) -> None:
+    """Where and how the forward passes run: the engine, its shards, non-finite outputs."""
+    from lamina.pipeline.extract import ENGINES, ExtractionOptions
 
-    d = EngineOptions()
-    g = p.add_argument_group("engine")
+    d = ExtractionOptions()
+    g = p.add_argument_group("extraction")
     g.add_argument(
         "--engine",
         choices=ENGINES,
@@ -140,16 +165,23 @@ def add_engine_args(p: argparse.ArgumentParser) -> None:
         metavar="K",
         help=f"windows per saved shard, the unit of resuming (default: {d.shard_windows})",
     )
+    g.add_argument(
+        "--allow-nonfinite",
+        action="store_true",
+        help="keep tokens whose logits or norms are NaN or inf (marked in the table's nonfinite "
+        "column and left out of the analysis) instead of stopping",
+    )
 
 
-def engine_options(args: argparse.Namespace):
-    from lamina.pipeline.extract import EngineOptions
+def extraction_options(args: argparse.Namespace):
+    from lamina.pipeline.extract import ExtractionOptions
 
-    return EngineOptions(
+    return ExtractionOptions(
         engine=args.engine,
         workers=args.workers,
         ray_address=args.ray_address,
         shard_windows=args.shard_windows,
+        allow_nonfinite=args.allow_nonfinite,
     )
 
 

@@ -27,17 +27,21 @@ SHARDS_DIR = "shards"
 
 
 @dataclasses.dataclass(frozen=True)
-class EngineOptions:
-    """Where the forward passes run: ``local`` (this process) or ``ray`` (an actor pool).
+class ExtractionOptions:
+    """Where and how the forward passes run.
 
-    ``workers`` actors for Ray; ``ray_address`` joins a running cluster (None
-    starts a local one); ``shard_windows`` windows per saved shard.
+    ``engine``: ``local`` (this process) or ``ray`` (an actor pool); ``workers``
+    actors for Ray; ``ray_address`` joins a running cluster (None starts a local
+    one); ``shard_windows`` windows per saved shard (the unit of resuming);
+    ``allow_nonfinite`` keeps tokens whose logits or norms are NaN or inf, marked,
+    instead of stopping.
     """
 
     engine: str = "local"
     workers: int = 1
     ray_address: str | None = None
     shard_windows: int = 8
+    allow_nonfinite: bool = False
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -71,7 +75,7 @@ def extract_table(
     sites: Any,
     model_kwargs: Mapping[str, Any],
     site_template: Any = None,
-    engine: EngineOptions,
+    extraction: ExtractionOptions,
     shards_dir: Path,
     progress: bool | None,
     command_line: str | None,
@@ -81,7 +85,7 @@ def extract_table(
     ``options``, when given, is the study the table is for: its notebook mode
     fixes the window, and its ``--layer`` is checked before any forward pass.
     """
-    if engine.engine == "ray":
+    if extraction.engine == "ray":
         return _extract_ray(
             model,
             corpus,
@@ -90,7 +94,7 @@ def extract_table(
             sites,
             site_template,
             model_kwargs,
-            engine,
+            extraction,
             shards_dir,
             progress,
             command_line,
@@ -115,7 +119,8 @@ def extract_table(
         progress=progress,
         command_line=command_line,
         shards_dir=shards_dir,
-        shard_windows=engine.shard_windows,
+        shard_windows=extraction.shard_windows,
+        allow_nonfinite=extraction.allow_nonfinite,
     )
     return Extracted(table, loaded_at - started, time.perf_counter() - loaded_at)
 
@@ -137,7 +142,7 @@ def _extract_ray(
     sites: Any,
     site_template: Any,
     model_kwargs: Mapping[str, Any],
-    engine: EngineOptions,
+    extraction: ExtractionOptions,
     shards_dir: Path,
     progress: bool | None,
     command_line: str | None,
@@ -155,11 +160,12 @@ def _extract_ray(
         site_template=site_template,
         windows=windows,
         shards_dir=shards_dir,
-        workers=engine.workers,
-        address=engine.ray_address,
+        workers=extraction.workers,
+        address=extraction.ray_address,
         progress=progress,
         command_line=command_line,
-        shard_windows=engine.shard_windows,
+        shard_windows=extraction.shard_windows,
+        allow_nonfinite=extraction.allow_nonfinite,
         require_layer=options.layer if options is not None else None,
     )
     return Extracted(table, 0.0, time.perf_counter() - started)
@@ -180,25 +186,31 @@ def extract_to_file(
     sites: Any,
     site_template: Any,
     model_kwargs: Mapping[str, Any],
-    engine: EngineOptions,
+    extraction: ExtractionOptions,
     progress: bool | None,
     command_line: str | None,
 ) -> pa.Table:
-    """``lamina extract``: the table of ``corpus`` written atomically to ``out``."""
+    """``lamina extract``: the table of ``corpus`` written atomically to ``out``.
+
+    ``out`` stays locked from the start to its replacement; its shards are kept
+    in ``out.shards/`` (:func:`shards_dir_for`).
+    """
+    from lamina._staging import output_file
     from lamina.table import write_table
 
-    extracted = extract_table(
-        model,
-        corpus,
-        windows,
-        None,
-        sites=sites,
-        site_template=site_template,
-        model_kwargs=model_kwargs,
-        engine=engine,
-        shards_dir=shards_dir_for(out),
-        progress=progress,
-        command_line=command_line,
-    )
-    write_table(extracted.table, out)
+    with output_file(out):
+        extracted = extract_table(
+            model,
+            corpus,
+            windows,
+            None,
+            sites=sites,
+            site_template=site_template,
+            model_kwargs=model_kwargs,
+            extraction=extraction,
+            shards_dir=shards_dir_for(out),
+            progress=progress,
+            command_line=command_line,
+        )
+        write_table(extracted.table, out)
     return extracted.table

@@ -5,15 +5,23 @@
 ``layers.csv``      one row per layer (Part 6)
 ``figures/``        one PNG and one SVG per figure, named by part (Parts 2-6)
 ``report.html``     one self-contained page with provenance, headline, tables, figures
+
+The set is replaced as one (:mod:`lamina._staging`): a writer locks the directory,
+writes the new set into a staging directory inside it and moves it into place at the
+end, ``report.html`` last; :func:`output_set` opens that for this directory.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lamina._io import atomic_open
+from lamina._staging import StagedOutputs, remove_stale
+from lamina._staging import output_set as _output_set
 from lamina.errors import OutputError
 from lamina.pipeline.timing import Stopwatch
 from lamina.study.result import StudyResult, dumps_results, load_results
@@ -26,6 +34,10 @@ RESULTS_FILE = "results.json"
 LAYERS_FILE = "layers.csv"
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"
+FORMATS = ("png", "svg")
+#: The entries of the set, and the order of the last ones moved into place.
+OUTPUT_NAMES = (TOKENS_FILE, RESULTS_FILE, LAYERS_FILE, REPORT_FILE, FIGURES_DIR)
+COMMIT_LAST = (RESULTS_FILE, REPORT_FILE)
 
 
 @dataclasses.dataclass
@@ -46,6 +58,23 @@ def check_out_dir(out: Path) -> None:
         raise OutputError(f"--out {out} is a file, not a directory; give a directory path.")
 
 
+@contextlib.contextmanager
+def output_set(out: str | Path) -> Iterator[StagedOutputs]:
+    """The study directory ``out`` locked, with a staging directory for its new set.
+
+    Every command that writes a study directory (run, analyze, report) writes inside
+    this block; see :func:`lamina._staging.output_set`.
+    """
+    from lamina.report.figures import FIGURE_NAMES
+
+    out = Path(out)
+    check_out_dir(out)
+    with _output_set(out, names=OUTPUT_NAMES, last=COMMIT_LAST) as staged:
+        # figures/ is replaced whole by a new set, but `lamina report` keeps it: clean it too.
+        remove_stale(out / FIGURES_DIR, [f"{n}.{ext}" for n in FIGURE_NAMES for ext in FORMATS])
+        yield staged
+
+
 def write_outputs(
     result: StudyResult,
     out_dir: str | Path,
@@ -53,13 +82,17 @@ def write_outputs(
     table: pa.Table | None = None,
     workers: int | None = None,
     timings: Stopwatch | None = None,
+    staged: StagedOutputs | None = None,
 ) -> StudyOutputs:
-    """Render the figures and report in memory, then write every output file atomically.
+    """Render the figures and report in memory, then write the output set as one.
 
     Nothing is written if rendering fails. ``table``, when given, is written
     as ``tokens.parquet`` too. ``workers`` is the number of processes that
     render figures (default: up to 2). ``timings``, the run's stopwatch, gets the
     figures' and the report's seconds and is recorded in ``results.json``.
+    ``staged``: the staging directory of an :func:`output_set` the caller holds
+    (the set is moved into place when that block ends); without it, this call
+    opens and commits its own.
     """
     from lamina.report import html
     from lamina.report.figures.render import render_figures
@@ -67,6 +100,11 @@ def write_outputs(
 
     out = Path(out_dir)
     check_out_dir(out)
+    if staged is None:
+        with output_set(out) as own:
+            return write_outputs(
+                result, out, table=table, workers=workers, timings=timings, staged=own
+            )
     clock = timings or Stopwatch()
     clock.mark()
     rendered = render_figures(result, workers=workers)
@@ -74,33 +112,27 @@ def write_outputs(
     results = result.to_dict()
     page = html.render_report(results, {name: r["png"] for name, r in rendered.items()})
     csv = layers_csv(results)
-
-    figures_dir = out / FIGURES_DIR
-    if figures_dir.exists() and not figures_dir.is_dir():
-        raise OutputError(
-            f"{figures_dir} is a file, not a directory; remove it or pick another --out."
-        )
+    stage = staged.path
     written: list[Path] = []
     table_path = None
     if table is not None:
         from lamina.table import write_table
 
         table_path = out / TOKENS_FILE
-        write_table(table, table_path)
+        write_table(table, stage / TOKENS_FILE)
     for name, formats in rendered.items():
         for ext, data in formats.items():
-            path = figures_dir / f"{name}.{ext}"
-            with atomic_open(path, "wb") as fh:
+            with atomic_open(stage / FIGURES_DIR / f"{name}.{ext}", "wb") as fh:
                 fh.write(data)
-            written.append(path)
-    with atomic_open(out / LAYERS_FILE, "w", newline="") as fh:
+            written.append(out / FIGURES_DIR / f"{name}.{ext}")
+    with atomic_open(stage / LAYERS_FILE, "w", newline="") as fh:
         fh.write(csv)
-    with atomic_open(out / REPORT_FILE) as fh:
+    with atomic_open(stage / REPORT_FILE) as fh:
         fh.write(page)
     clock.lap("report")
     if timings is not None:
         result.timings = clock.to_dict()
-    with atomic_open(out / RESULTS_FILE) as fh:
+    with atomic_open(stage / RESULTS_FILE) as fh:
         fh.write(dumps_results(result.to_dict()))
     return StudyOutputs(
         out_dir=out,
@@ -114,19 +146,34 @@ def write_outputs(
 
 def rebuild_report(out_dir: str | Path) -> Path:
     """Rebuild ``DIR/report.html`` from ``DIR/results.json`` and ``DIR/figures/*.png``."""
+    from jinja2 import TemplateError
+
     from lamina.report import html
     from lamina.report.figures import FIGURE_NAMES
 
     out = Path(out_dir)
     check_out_dir(out)
-    results = load_results(out)
-    pngs: dict[str, bytes] = {}
-    for name in FIGURE_NAMES:
-        path = out / FIGURES_DIR / f"{name}.png"
-        if not path.is_file():
-            raise OutputError(f"{path} is missing; re-run `lamina analyze` to redraw the figures.")
-        pngs[name] = path.read_bytes()
-    page = html.render_report(results, pngs)
-    with atomic_open(out / REPORT_FILE) as fh:
-        fh.write(page)
+    if not out.is_dir():
+        raise OutputError(f"{out} does not exist; give the --out directory of a `lamina run`.")
+    with output_set(out) as staged:
+        # Read under the lock, after any interrupted commit was finished: one set.
+        results = load_results(out)
+        pngs: dict[str, bytes] = {}
+        for name in FIGURE_NAMES:
+            path = out / FIGURES_DIR / f"{name}.png"
+            if not path.is_file():
+                raise OutputError(
+                    f"{path} is missing; re-run `lamina analyze` to redraw the figures."
+                )
+            pngs[name] = path.read_bytes()
+        try:
+            page = html.render_report(results, pngs)
+        except (TemplateError, TypeError, KeyError, ValueError, AttributeError) as exc:
+            raise OutputError(
+                f"{out / RESULTS_FILE} cannot be rendered ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:100] if str(exc) else ''}); re-run `lamina analyze` "
+                "on its token table."
+            ) from exc
+        with atomic_open(staged / REPORT_FILE) as fh:
+            fh.write(page)
     return out / REPORT_FILE

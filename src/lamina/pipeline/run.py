@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lamina.errors import InputError, TableError
-from lamina.pipeline.extract import SHARDS_DIR, EngineOptions, extract_table
+from lamina.pipeline.extract import SHARDS_DIR, ExtractionOptions, extract_table
 from lamina.pipeline.outputs import (
     TOKENS_FILE,
     StudyOutputs,
     check_out_dir,
+    output_set,
     write_outputs,
 )
 from lamina.pipeline.reuse import table_matches
@@ -80,20 +81,24 @@ def run_study(
     log: Callable[[str], None] | None = None,
     text_field: str = "text",
     skip_bad_docs: bool = False,
-    engine: EngineOptions | None = None,
+    extraction: ExtractionOptions | None = None,
+    max_text_bytes: int | None = None,
 ) -> StudyRun:
     """From a model and a text or corpus (default: the embedded model on Alice) to every output.
 
     ``text`` is one text spec or several (see :func:`lamina.sources.load_corpus`).
     Re-uses ``out/tokens.parquet`` when its metadata matches the model, text
     and windows (and the site is present); else extracts it, resuming from the
-    shards in ``out/shards/`` (``engine`` says where the forward passes run). In
-    the notebook mode the text keeps its boilerplate and the window is the
-    notebook's (the model's context length from the middle of the token
+    shards in ``out/shards/`` (``extraction`` says where the forward passes run
+    and whether NaN or inf outputs are kept). ``max_text_bytes`` caps every text
+    read. In the notebook mode the text keeps its boilerplate and the window is
+    the notebook's (the model's context length from the middle of the token
     stream). ``progress``: True/False shows/hides the loading and extraction
     bars, None shows them on a terminal only. ``log`` receives one line saying
-    whether the table was re-used and why (e.g. ``print``), or None. The result
-    records how long each stage took (``timings``).
+    whether the table was re-used and why (e.g. ``print``), or None. The output
+    set is written as one, ``out`` locked meanwhile
+    (:func:`lamina.pipeline.outputs.output_set`). The result records how long each
+    stage took (``timings``).
     """
     from lamina.sources import DEFAULT_MODEL, load_corpus
 
@@ -101,7 +106,7 @@ def run_study(
     model = model or DEFAULT_MODEL
     options = options or StudyOptions()
     windows = windows or WindowOptions()
-    engine = engine or EngineOptions()
+    extraction = extraction or ExtractionOptions()
     check_windows(options, windows)
     model_kwargs = dict(model_kwargs or {})
     out_dir = Path(out)
@@ -111,57 +116,57 @@ def run_study(
 
     warming = prewarm()
     corpus = load_corpus(
-        text, text_field=text_field, keep_boilerplate=keep_boilerplate, skip_bad_docs=skip_bad_docs
+        text,
+        text_field=text_field,
+        keep_boilerplate=keep_boilerplate,
+        skip_bad_docs=skip_bad_docs,
+        max_bytes=max_text_bytes,
     )
     clock.lap("load")
     say = log or (lambda line: None)
     for skipped in corpus.skipped:
         say(f"skipped document {skipped.name}: {skipped.reason}")
-    table, reused, note = _table_for_run(
-        out_dir,
-        model,
-        corpus,
-        windows,
-        options,
-        model_kwargs,
-        engine,
-        reuse=reuse,
-        progress=progress,
-        command_line=command_line,
-        say=say,
-        clock=clock,
-    )
-    warming.join()
-    result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
-    clock.lap("analysis")
-    outputs = write_outputs(result, out_dir, table=None if reused else table, timings=clock)
+    job = RunJob(out_dir, model, corpus, windows, options, model_kwargs, extraction)
+    # The directory stays locked from the re-use check to the commit of the new set.
+    with output_set(out_dir) as staged:
+        table, reused, note = _table_for(job, reuse, progress, command_line, say, clock)
+        warming.join()
+        result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
+        clock.lap("analysis")
+        outputs = write_outputs(
+            result, out_dir, table=None if reused else table, timings=clock, staged=staged
+        )
     if reused:
         outputs.table = out_dir / TOKENS_FILE
     return StudyRun(result=result, outputs=outputs, reused_table=reused, reuse_note=note)
 
 
-def _table_for_run(
-    out_dir: Path,
-    model: str,
-    corpus: Corpus,
-    windows: WindowOptions,
-    options: StudyOptions,
-    model_kwargs: Mapping[str, Any],
-    engine: EngineOptions,
-    *,
+@dataclasses.dataclass(frozen=True)
+class RunJob:
+    """What a run studies: its directory, the model, the corpus and every option."""
+
+    out_dir: Path
+    model: str
+    corpus: Corpus
+    windows: WindowOptions
+    options: StudyOptions
+    model_kwargs: Mapping[str, Any]
+    extraction: ExtractionOptions
+
+
+def _table_for(
+    job: RunJob,
     reuse: bool,
     progress: bool | None,
     command_line: str | None,
     say: Callable[[str], None],
     clock: Stopwatch,
 ) -> tuple[pa.Table, bool, str]:
-    """The run's token table, re-used from ``out_dir`` or extracted; whether re-used, and why."""
-    table_file = out_dir / TOKENS_FILE
+    """The run's token table, re-used from its directory or extracted; whether re-used, why."""
+    table_file = job.out_dir / TOKENS_FILE
     table, note = None, "re-extraction asked for"
     if reuse:
-        table, note = _reusable_table(
-            table_file, model, corpus.sha256, windows, options, model_kwargs
-        )
+        table, note = _reusable_table(table_file, job)
     reused = table is not None
     say(
         f"re-using {table_file} ({note})"
@@ -171,14 +176,14 @@ def _table_for_run(
     clock.lap("load")
     if table is None:
         extracted = extract_table(
-            model,
-            corpus,
-            windows,
-            options,
-            sites=(options.site,),
-            model_kwargs=model_kwargs,
-            engine=engine,
-            shards_dir=out_dir / SHARDS_DIR,
+            job.model,
+            job.corpus,
+            job.windows,
+            job.options,
+            sites=(job.options.site,),
+            model_kwargs=job.model_kwargs,
+            extraction=job.extraction,
+            shards_dir=job.out_dir / SHARDS_DIR,
             progress=progress,
             command_line=command_line,
         )
@@ -189,14 +194,7 @@ def _table_for_run(
     return table, reused, note
 
 
-def _reusable_table(
-    table_file: Path,
-    model: str,
-    text_sha256: str,
-    windows: WindowOptions,
-    options: StudyOptions,
-    model_kwargs: Mapping[str, Any],
-) -> tuple[pa.Table | None, str]:
+def _reusable_table(table_file: Path, job: RunJob) -> tuple[pa.Table | None, str]:
     """The table in ``table_file`` if it serves this run, else None; and why."""
     from lamina.table import read_table, table_metadata
 
@@ -207,19 +205,24 @@ def _reusable_table(
         meta = table_metadata(candidate)
     except TableError as exc:
         return None, f"it is not a usable token table: {exc}"
-    if options.notebook:
+    windows = job.windows
+    if job.options.notebook:
         context = meta.get("model", {}).get("context_length")
         if not isinstance(context, int) or context < 1:
             return None, "it records no context length for the notebook's window"
         windows = notebook_windows(context)
     matches, note = table_matches(
         meta,
-        model=model,
-        text_sha256=text_sha256,
+        model=job.model,
+        text_sha256=job.corpus.sha256,
         windows=windows,
-        site=options.site,
-        model_kwargs=model_kwargs,
+        site=job.options.site,
+        model_kwargs=job.model_kwargs,
     )
+    if matches and not job.extraction.allow_nonfinite and "nonfinite" in candidate.column_names:
+        n_bad = int(candidate.column("nonfinite").to_numpy(zero_copy_only=False).sum())
+        if n_bad:
+            matches, note = False, f"it has {n_bad} token(s) with NaN or inf outputs"
     return (candidate if matches else None), note
 
 
@@ -240,23 +243,42 @@ def analyze_path(
 
     clock = Stopwatch()
     options = options or StudyOptions()
+    table_path = table_input(table_path)
     out_dir = Path(out) if out is not None else Path(table_path).parent
     check_out_dir(out_dir)
-    table = read_table(table_path)
-    meta = table_metadata(table)
-    if expect_model is not None:
-        m = meta.get("model", {})
-        if expect_model not in (m.get("spec"), m.get("name"), m.get("fingerprint")):
-            raise InputError(
-                f"{table_path} was captured from model {m.get('spec')!r}, not {expect_model!r}; "
-                f"drop --model, or extract a table with `lamina run --model {expect_model}`."
-            )
-    relative = os.path.relpath(Path(table_path), out_dir)
-    clock.lap("load")
-    result = analyze_table(table, options, command_line=command_line, table_path=relative)
-    clock.lap("analysis")
-    outputs = write_outputs(result, out_dir, timings=clock)
+    with output_set(out_dir) as staged:
+        table = read_table(table_path)
+        meta = table_metadata(table)
+        if expect_model is not None:
+            m = meta.get("model", {})
+            if expect_model not in (m.get("spec"), m.get("name"), m.get("fingerprint")):
+                raise InputError(
+                    f"{table_path} was captured from model {m.get('spec')!r}, not "
+                    f"{expect_model!r}; drop --model, or extract a table with "
+                    f"`lamina run --model {expect_model}`."
+                )
+        relative = os.path.relpath(Path(table_path), out_dir)
+        clock.lap("load")
+        result = analyze_table(table, options, command_line=command_line, table_path=relative)
+        clock.lap("analysis")
+        outputs = write_outputs(result, out_dir, timings=clock, staged=staged)
     outputs.table = Path(table_path)
     return StudyRun(
         result=result, outputs=outputs, reused_table=True, reuse_note="analysed an existing table"
     )
+
+
+def table_input(path: str | Path) -> Path:
+    """The token table a command analyses: one Parquet file.
+
+    A directory is refused here, the one place that decides what ``lamina analyze``
+    accepts (a folder of Parquet files may hold several texts or models, which
+    Parquet would silently merge).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a directory; `lamina analyze` takes one token table file, e.g. "
+            f"{path / TOKENS_FILE}."
+        )
+    return path

@@ -78,14 +78,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"significant layers ({p6['n_significant']} of {p6['n_layers']}): "
         f"{layer_list(p6['significant_layers'])}"
     )
-    ex = results["exclusions"]
-    if ex["n_tokens_excluded"]:
-        lines.append(
-            f"excluded {ex['n_tokens_excluded']} token(s) with a zero or non-finite norm "
-            f"({ex['n_correct_excluded']} correct, {ex['n_incorrect_excluded']} incorrect)"
-        )
-    else:
-        lines.append("zero-norm vectors: none")
+    lines += _exclusion_lines(results["exclusions"])
     timings = results.get("timings")
     if timings:
         stages = ", ".join(f"{k} {v:.1f} s" for k, v in timings.items() if k != "total")
@@ -93,6 +86,23 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
     if report_path is not None:
         lines.append(f"report: {report_path}")
     return "\n".join(lines)
+
+
+def _exclusion_lines(ex: dict) -> list[str]:
+    """Zero or non-finite norms, and tokens with NaN or inf outputs, counted apart."""
+    if ex["n_tokens_excluded"]:
+        lines = [
+            f"excluded {ex['n_tokens_excluded']} token(s) with a zero or non-finite norm "
+            f"({ex['n_correct_excluded']} correct, {ex['n_incorrect_excluded']} incorrect)"
+        ]
+    else:
+        lines = ["zero-norm vectors: none"]
+    if ex.get("n_nonfinite_excluded"):
+        lines.append(
+            f"excluded {ex['n_nonfinite_excluded']} token(s) whose logits or norms were NaN or "
+            "infinite (kept by --allow-nonfinite, marked in the table's nonfinite column)"
+        )
+    return lines
 
 
 LAYER_COLUMNS = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,3 +91,47 @@ def load_tokenizer(
     if tokenizer is None or isinstance(tokenizer, bool) or len(tokenizer) < 2:
         raise no_tokenizer
     return tokenizer
+
+
+#: The largest safetensors header lamina reads (the format's own limit is 100 MB).
+_MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a complete safetensors file (header and sizes only), or None."""
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"is truncated ({size} bytes, shorter than any safetensors file)"
+        n_header = int.from_bytes(head, "little")
+        if n_header > min(size - 8, _MAX_SAFETENSORS_HEADER):
+            return f"is truncated or not safetensors (its header claims {n_header:,} bytes)"
+        try:
+            header = json.loads(fh.read(n_header))
+            ends = [
+                int(entry["data_offsets"][1])
+                for name, entry in header.items()
+                if name != "__metadata__"
+            ]
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError):
+            return "has a corrupt header"
+    needed = 8 + n_header + max(ends, default=0)
+    if needed > size:
+        return f"is truncated ({size:,} bytes; its header describes {needed:,})"
+    return None
+
+
+def check_safetensors(path: Path, spec: str) -> None:
+    """Refuse an empty, truncated or corrupt safetensors file before a loader reads it."""
+    try:
+        problem = _safetensors_problem(path)
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc})"
+    if problem is not None:
+        raise ModelLoadError(
+            f"the weights file {path} of model {spec!r} {problem}: download or save the "
+            "model again."
+        )

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from lamina.errors import InputError, LaminaError, TextLoadError
-from lamina.sources.texts import DEFAULT_TEXT, LoadedText, load_text, text_from_bytes
+from lamina.sources.texts import (
+    DEFAULT_TEXT,
+    LoadedText,
+    load_text,
+    text_cap,
+    text_from_bytes,
+    too_large,
+)
 
 __all__ = ["Corpus", "SkippedDocument", "load_corpus"]
 
@@ -104,11 +111,14 @@ def load_corpus(
     text_field: str = "text",
     keep_boilerplate: bool = False,
     skip_bad_docs: bool = False,
+    max_bytes: int | None = None,
 ) -> Corpus:
     """Every document the specs name (default: ``gutenberg:11``), loaded and checked.
 
-    Raises :class:`TextLoadError` (one sentence naming the document) for a bad
-    or duplicate document unless ``skip_bad_docs``, and when no document is left.
+    ``max_bytes`` caps every document's bytes (default
+    :data:`lamina.sources.texts.MAX_TEXT_BYTES`). Raises :class:`TextLoadError`
+    (one sentence naming the document) for a bad or duplicate document unless
+    ``skip_bad_docs``, and when no document is left.
     """
     if specs is None or (not isinstance(specs, str) and not list(specs)):
         specs = [DEFAULT_TEXT]
@@ -116,7 +126,8 @@ def load_corpus(
     documents: list[LoadedText] = []
     skipped: list[SkippedDocument] = []
     seen: dict[str, str] = {}
-    for name, load in _expand(spec_list, text_field, keep_boilerplate):
+    reading = _Reading(text_field, keep_boilerplate, text_cap(max_bytes))
+    for name, load in _expand(spec_list, reading):
         try:
             doc = load()
             earlier = seen.get(doc.provenance.sha256)
@@ -146,9 +157,16 @@ def load_corpus(
 Loader = Callable[[], LoadedText]
 
 
-def _expand(
-    specs: list[str], text_field: str, keep_boilerplate: bool
-) -> Iterator[tuple[str, Loader]]:
+@dataclasses.dataclass(frozen=True)
+class _Reading:
+    """How every document is read: its text field, boilerplate, the cap on its bytes."""
+
+    text_field: str
+    keep_boilerplate: bool
+    cap: int
+
+
+def _expand(specs: list[str], reading: _Reading) -> Iterator[tuple[str, Loader]]:
     """(document name, loader) for every document of every spec, in order."""
     for spec in specs:
         if not isinstance(spec, str) or not spec.strip():
@@ -156,10 +174,10 @@ def _expand(
         if _GUTENBERG_LIST.fullmatch(spec.strip()):
             for number in spec.split(":", 1)[1].split(","):
                 one = f"gutenberg:{number.strip()}"
-                yield one, _single(one, keep_boilerplate)
+                yield one, _single(one, reading)
             continue
         if spec == "-" or spec.lower().startswith(("gutenberg:", "http://", "https://")):
-            yield spec, _single(spec, keep_boilerplate)
+            yield spec, _single(spec, reading)
             continue
         path = Path(spec).expanduser()
         if path.is_dir():
@@ -170,27 +188,27 @@ def _expand(
                     "*.txt files, or name the files."
                 )
             for file in files:
-                yield str(file), _single(str(file), keep_boilerplate)
+                yield str(file), _single(str(file), reading)
         elif path.is_file() and path.suffix.lower() == ".jsonl":
-            yield from _jsonl_documents(path, text_field, keep_boilerplate)
+            yield from _jsonl_documents(path, reading)
         elif path.is_file() and path.suffix.lower() == ".parquet":
-            yield from _parquet_documents(path, text_field, keep_boilerplate)
+            yield from _parquet_documents(path, reading)
         elif not path.exists() and _GLOB_CHARS.search(spec):
             matches = sorted(glob.glob(str(path)))
             files = [m for m in matches if Path(m).is_file()]
             if not files:
                 raise TextLoadError(f"the pattern {spec!r} matches no file: check the path.")
             for file in files:
-                yield file, _single(file, keep_boilerplate)
+                yield file, _single(file, reading)
         else:
-            yield spec, _single(spec, keep_boilerplate)
+            yield spec, _single(spec, reading)
 
 
-def _single(spec: str, keep_boilerplate: bool) -> Loader:
-    return lambda: load_text(spec, keep_boilerplate=keep_boilerplate)
+def _single(spec: str, reading: _Reading) -> Loader:
+    return lambda: load_text(spec, keep_boilerplate=reading.keep_boilerplate, max_bytes=reading.cap)
 
 
-def _member(name: str, value: Any, source: str, keep_boilerplate: bool) -> Loader:
+def _member(name: str, value: Any, source: str, reading: _Reading) -> Loader:
     """A loader for one text held inside a JSONL or Parquet file."""
 
     def load() -> LoadedText:
@@ -203,14 +221,14 @@ def _member(name: str, value: Any, source: str, keep_boilerplate: bool) -> Loade
                 f"document {name} holds a {type(value).__name__}, not text: give strings "
                 "in the text field."
             )
-        return text_from_bytes(raw, name, source, keep_boilerplate=keep_boilerplate)
+        if len(raw) > reading.cap:
+            raise too_large(f"document {name}", reading.cap)
+        return text_from_bytes(raw, name, source, keep_boilerplate=reading.keep_boilerplate)
 
     return load
 
 
-def _jsonl_documents(
-    path: Path, text_field: str, keep_boilerplate: bool
-) -> Iterator[tuple[str, Loader]]:
+def _jsonl_documents(path: Path, reading: _Reading) -> Iterator[tuple[str, Loader]]:
     source = str(path.resolve())
     try:
         raw_lines = path.read_bytes().splitlines()
@@ -222,14 +240,12 @@ def _jsonl_documents(
             continue
         found = True
         name = f"{path}:{number}"
-        yield name, _jsonl_loader(name, raw, text_field, source, keep_boilerplate)
+        yield name, _jsonl_loader(name, raw, source, reading)
     if not found:
         raise TextLoadError(f"{str(path)!r} has no JSON line: give one JSON object per line.")
 
 
-def _jsonl_loader(
-    name: str, raw: bytes, text_field: str, source: str, keep_boilerplate: bool
-) -> Loader:
+def _jsonl_loader(name: str, raw: bytes, source: str, reading: _Reading) -> Loader:
     def load() -> LoadedText:
         try:
             record = json.loads(raw.decode("utf-8"))
@@ -240,19 +256,17 @@ def _jsonl_loader(
             ) from exc
         except ValueError as exc:
             raise TextLoadError(f"document {name} is not valid JSON ({exc.msg}).") from exc
-        if not isinstance(record, dict) or text_field not in record:
+        if not isinstance(record, dict) or reading.text_field not in record:
             raise TextLoadError(
-                f"document {name} has no {text_field!r} field: name the field that holds the "
-                "text with --text-field."
+                f"document {name} has no {reading.text_field!r} field: name the field that "
+                "holds the text with --text-field."
             )
-        return _member(name, record[text_field], source, keep_boilerplate)()
+        return _member(name, record[reading.text_field], source, reading)()
 
     return load
 
 
-def _parquet_documents(
-    path: Path, text_field: str, keep_boilerplate: bool
-) -> Iterator[tuple[str, Loader]]:
+def _parquet_documents(path: Path, reading: _Reading) -> Iterator[tuple[str, Loader]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -260,6 +274,7 @@ def _parquet_documents(
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise TextLoadError(f"{str(path)!r} is not a readable Parquet file ({exc}).") from exc
+    text_field = reading.text_field
     if text_field not in table.column_names:
         raise TextLoadError(
             f"{str(path)!r} has no {text_field!r} column (columns: "
@@ -270,4 +285,4 @@ def _parquet_documents(
     source = str(path.resolve())
     for row, value in enumerate(table.column(text_field).to_pylist()):
         name = f"{path}:{row}"
-        yield name, _member(name, value, source, keep_boilerplate)
+        yield name, _member(name, value, source, reading)

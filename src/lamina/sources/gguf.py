@@ -5,6 +5,12 @@ weights, config and tokenizer are cached as safetensors under
 ``cache_dir()/models/<name>-<first 12 hex of the GGUF sha256>/`` with a manifest of
 file sizes and sha256 digests; every later load reads that cache (well under a
 second of I/O). A cache that fails verification is rebuilt, never trusted.
+
+Builders take a lock per cache folder (:func:`lamina._staging.hold_lock`): a second
+process that needs the same folder waits for the first and then uses its cache. A
+build is a temporary sibling folder ``.NAME.PID.XXXXXXXX.tmp`` renamed into place; a
+killed build's folder is removed by the next build. A cache directory that cannot be
+written (read-only, full, forbidden) is one sentence naming it and ``LAMINA_CACHE``.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lamina._io import cache_dir, sha256_file, sha256_memoised
-from lamina.errors import ModelLoadError
+from lamina._io import cache_dir, os_error_reason, sha256_file, sha256_memoised
+from lamina._staging import hold_lock, pause_point, remove_stale
+from lamina.errors import ModelLoadError, OutputError
 from lamina.sources._hf import load_tokenizer, progress_bars, reason
 
 logger = logging.getLogger(__name__)
@@ -130,13 +137,53 @@ def _verify_cache(folder: Path, gguf_sha: str) -> str | None:
     return None
 
 
+def cache_write_error(folder: Path, exc: BaseException) -> ModelLoadError:
+    """One sentence for a cache directory lamina cannot write (read-only, full, forbidden)."""
+    if isinstance(exc, OSError):
+        reason = os_error_reason(exc)
+    elif "StorageFull" in str(exc) or "No space left" in str(exc):
+        reason = "the disk is full"
+    else:
+        reason = f"writing failed ({str(exc).splitlines()[0][:120] if str(exc) else exc!r})"
+    return ModelLoadError(
+        f"cannot write the model cache in {folder}: {reason}; free some space there or set "
+        "LAMINA_CACHE to a writable directory."
+    )
+
+
 def _build_gguf_cache(gguf: Path, gguf_sha: str, folder: Path, *, progress: bool) -> None:
+    """Under the folder's lock: unless another process built it meanwhile, build it afresh."""
+    models = folder.parent
+    try:
+        models.mkdir(parents=True, exist_ok=True)
+        with hold_lock(
+            models / f".{folder.name}.lamina-lock",
+            what=f"the model cache {folder}",
+            wait=None,
+            on_wait=lambda line: logger.warning("lamina: %s.", line),
+        ):
+            if _verify_cache(folder, gguf_sha) is None:
+                return  # another process built it while we waited
+            remove_stale(models, (folder.name,))
+            _build_into_place(gguf, gguf_sha, folder, progress=progress)
+    except OutputError as exc:  # the lock file could not be written
+        raise cache_write_error(models, exc.__cause__ or exc) from exc
+    except OSError as exc:
+        raise cache_write_error(models, exc) from exc
+    except Exception as exc:
+        if type(exc).__name__ == "SafetensorError":
+            raise cache_write_error(models, exc) from exc
+        raise
+
+
+def _build_into_place(gguf: Path, gguf_sha: str, folder: Path, *, progress: bool) -> None:
     """Fill a temporary sibling of ``folder``, write its manifest, rename it into place."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    prefix = f".{folder.name}.{os.getpid()}."
+    tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=folder.parent))
     try:
         started = time.perf_counter()
         _dequantise_into(tmp, gguf, progress=progress)
+        pause_point("cache-build")
         files = {
             p.name: {"size": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(tmp.iterdir())
@@ -152,12 +199,7 @@ def _build_gguf_cache(gguf: Path, gguf_sha: str, folder: Path, *, progress: bool
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         if folder.exists():
             shutil.rmtree(folder)
-        try:
-            os.rename(tmp, folder)
-        except OSError:
-            # Another process finished the same cache first; keep theirs if it is sound.
-            if _verify_cache(folder, gguf_sha) is not None:
-                raise
+        os.rename(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -33,6 +33,7 @@ from lamina.sources._hf import (
     PICKLE_INDEX,
     PICKLE_SUFFIXES,
     SAFETENSORS_INDEX,
+    check_safetensors,
     load_tokenizer,
     pickle_refused,
     progress_bars,
@@ -470,6 +471,9 @@ def _load_folder(
             f"model {spec!r} has no weights that transformers can read (model.safetensors or "
             "a sharded index): save it with save_pretrained."
         )
+    if weights_kind == "safetensors":
+        for weights_file in weights:
+            check_safetensors(weights_file, spec)
     _refuse_remote_code(folder, spec, trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(
@@ -525,6 +529,7 @@ def _read_weights(
     safetensors: bool,
 ) -> transformers.PreTrainedModel:
     """``AutoModelForCausalLM.from_pretrained`` on a checked folder; one sentence on failure."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
     try:
@@ -538,7 +543,7 @@ def _read_weights(
                 use_safetensors=safetensors,
                 local_files_only=True,
             )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
         raise ModelLoadError(
             f"cannot load the weights of {spec!r} ({reason(exc)}): check that the files are "
             "complete and match config.json."

@@ -10,7 +10,13 @@ A spec is one of:
   its cache entry from the copy inside the PyPI sdist ``wordcloud==1.9.6``.
 * ``-``: standard input.
 * an ``http://`` or ``https://`` URL (not cached).
-* a path to a local UTF-8 file.
+* a path to a local UTF-8 file (a regular file: devices, FIFOs, sockets and
+  directories are refused).
+
+Every source is read up to one cap, :data:`MAX_TEXT_BYTES` (256 MiB) unless
+``max_bytes`` says otherwise: a text over the cap is refused with one sentence
+once the cap is reached, so ``/dev/stdin`` fed from ``/dev/zero`` costs no more
+than the cap.
 
 By default a leading BOM is dropped, line ends become ``\\n`` and the Project Gutenberg
 header and licence are cut (see :func:`strip_gutenberg_boilerplate`);
@@ -22,7 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import stat
 import subprocess
 import sys
 import tarfile
@@ -35,13 +43,13 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lamina._io import atomic_open, cache_dir
-from lamina.errors import InputError, TextLoadError
+from lamina._io import atomic_open, cache_dir, os_error_reason
+from lamina.errors import InputError, OutputError, TextLoadError
 
 __all__ = [
     "DEFAULT_TEXT",
     "DOWNLOAD_TIMEOUT_S",
-    "MAX_DOWNLOAD_BYTES",
+    "MAX_TEXT_BYTES",
     "SEEDED_TEXTS",
     "LoadedText",
     "SeededText",
@@ -56,7 +64,10 @@ __all__ = [
 
 DEFAULT_TEXT = "gutenberg:11"
 DOWNLOAD_TIMEOUT_S = 60.0  # for the whole download, connection included
-MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024  # the largest Gutenberg plain texts are ~10 MB
+#: The most bytes read from any text source (file, stdin, URL); ``--max-text-bytes`` changes
+#: it. The largest Gutenberg plain texts are ~10 MB; a whole Wikipedia dump is not one text.
+MAX_TEXT_BYTES = 256 * 1024 * 1024
+_READ_CHUNK = 1 << 20
 
 _GUTENBERG_SPEC = re.compile(r"gutenberg:(.*)", re.IGNORECASE)
 _START_MARKER = re.compile(
@@ -139,24 +150,30 @@ class LoadedText:
 # ----------------------------------------------------------------------------- entry point
 
 
-def load_text(spec: str = DEFAULT_TEXT, *, keep_boilerplate: bool = False) -> LoadedText:
+def load_text(
+    spec: str = DEFAULT_TEXT, *, keep_boilerplate: bool = False, max_bytes: int | None = None
+) -> LoadedText:
     """Load a text from a spec (see the module docstring).
 
+    ``max_bytes`` caps the bytes read from any source (default :data:`MAX_TEXT_BYTES`).
+
     Raises:
-        TextLoadError: the text cannot be found, fetched or decoded, or is empty.
-        InputError: a malformed ``gutenberg:`` spec.
+        TextLoadError: the text cannot be found, fetched or decoded, is empty, is not a
+            regular file, or is larger than the cap.
+        InputError: a malformed ``gutenberg:`` spec or cap.
     """
     if not isinstance(spec, str) or not spec:
         raise InputError(f"empty text spec {spec!r}: give gutenberg:N, a file path, - or a URL.")
+    cap = text_cap(max_bytes)
     match = _GUTENBERG_SPEC.fullmatch(spec)
     if match:
-        raw, source = _load_gutenberg(spec, match.group(1))
+        raw, source = _load_gutenberg(spec, match.group(1), cap)
     elif spec == "-":
-        raw, source = sys.stdin.buffer.read(), "stdin"
+        raw, source = read_bounded(sys.stdin.buffer, cap, "standard input"), "stdin"
     elif spec.lower().startswith(("http://", "https://")):
-        raw, source = _download(spec), spec
+        raw, source = _download_text(spec, cap), spec
     else:
-        raw, source = _read_file(spec)
+        raw, source = _read_file(spec, cap)
     return text_from_bytes(raw, spec, source, keep_boilerplate=keep_boilerplate)
 
 
@@ -216,7 +233,37 @@ def strip_gutenberg_boilerplate(text: str) -> tuple[str, bool]:
 # ----------------------------------------------------------------------------- sources
 
 
-def _read_file(spec: str) -> tuple[bytes, str]:
+def text_cap(max_bytes: int | None) -> int:
+    """The cap on a text's bytes: ``max_bytes``, or :data:`MAX_TEXT_BYTES` when None."""
+    if max_bytes is None:
+        return MAX_TEXT_BYTES
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise InputError(f"--max-text-bytes {max_bytes!r} must be a positive number of bytes.")
+    return max_bytes
+
+
+def too_large(what: str, cap: int) -> TextLoadError:
+    """The one-sentence error for a text over the cap."""
+    return TextLoadError(
+        f"{what} is larger than the {cap:,}-byte cap on a text: give a shorter text, or raise "
+        "the cap with --max-text-bytes (e.g. 1G)."
+    )
+
+
+def read_bounded(stream, cap: int, what: str) -> bytes:
+    """At most ``cap`` bytes of a binary stream; :class:`TextLoadError` once it has more."""
+    chunks: list[bytes] = []
+    n_read = 0
+    while block := stream.read(min(_READ_CHUNK, cap + 1 - n_read)):
+        chunks.append(block)
+        n_read += len(block)
+        if n_read > cap:
+            raise too_large(what, cap)
+    return b"".join(chunks)
+
+
+def _read_file(spec: str, cap: int) -> tuple[bytes, str]:
+    """A local regular file's bytes (devices, FIFOs and sockets are refused, never read)."""
     path = Path(spec).expanduser()
     if not path.exists():
         raise TextLoadError(
@@ -226,9 +273,23 @@ def _read_file(spec: str) -> tuple[bytes, str]:
     if path.is_dir():
         raise TextLoadError(f"text path {spec!r} is a directory: give a UTF-8 text file.")
     try:
-        return path.read_bytes(), str(path.resolve())
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise TextLoadError(f"cannot read the text file {spec!r}: {exc.strerror}.") from exc
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise TextLoadError(
+                f"text path {spec!r} is not a regular file (a device, FIFO or socket): give a "
+                "UTF-8 text file, or - to read standard input."
+            )
+        if info.st_size > cap:
+            raise too_large(f"text file {spec!r} ({info.st_size:,} bytes)", cap)
+        try:
+            return read_bounded(fh, cap, f"text file {spec!r}"), str(path.resolve())
+        except OSError as exc:
+            raise TextLoadError(f"cannot read the text file {spec!r}: {exc.strerror}.") from exc
 
 
 def _decode(raw: bytes, spec: str) -> str:
@@ -279,8 +340,6 @@ def _read_cache(path: Path) -> tuple[bytes, dict] | None:
 
 def _write_cache(path: Path, raw: bytes, origin: str, url: str) -> None:
     """Write the text, then its sidecar; a text without a valid sidecar is not trusted."""
-    with atomic_open(path, "wb") as fh:
-        fh.write(raw)
     sidecar = {
         "origin": origin,
         "url": url,
@@ -288,11 +347,21 @@ def _write_cache(path: Path, raw: bytes, origin: str, url: str) -> None:
         "sha256": hashlib.sha256(raw).hexdigest(),
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_open(path.with_suffix(".json"), "w") as fh:
-        json.dump(sidecar, fh, indent=1)
+    try:
+        with atomic_open(path, "wb") as fh:
+            fh.write(raw)
+        with atomic_open(path.with_suffix(".json"), "w") as fh:
+            json.dump(sidecar, fh, indent=1)
+    except OutputError as exc:
+        cause = exc.__cause__
+        reason = os_error_reason(cause) if isinstance(cause, OSError) else str(exc).rstrip(".")
+        raise TextLoadError(
+            f"cannot write the text cache in {path.parent}: {reason}; free some space there "
+            "or set LAMINA_CACHE to a writable directory."
+        ) from exc
 
 
-def _load_gutenberg(spec: str, value: str) -> tuple[bytes, str]:
+def _load_gutenberg(spec: str, value: str, cap: int) -> tuple[bytes, str]:
     number = _parse_gutenberg_number(spec, value)
     path = gutenberg_cache_path(number)
     url = gutenberg_url(number)
@@ -300,7 +369,7 @@ def _load_gutenberg(spec: str, value: str) -> tuple[bytes, str]:
     if cached is None:
         state = "fails its sha256 check" if path.exists() else "is not in the cache"
         try:
-            raw = _download(url)
+            raw = _download(url, max_bytes=cap)
         except _DownloadError as exc:
             if exc.kind == "not_found":
                 raise TextLoadError(
@@ -311,6 +380,8 @@ def _load_gutenberg(spec: str, value: str) -> tuple[bytes, str]:
                 seeded = spec.lower() in SEEDED_TEXTS
                 hint = "run `lamina prepare`" if seeded else "connect to the network once"
                 hint += ", or give a local file"
+            elif exc.kind == "too_large":
+                hint = "raise the cap with --max-text-bytes if you mean it"
             else:
                 hint = "download it yourself and give the local file"
             raise TextLoadError(
@@ -321,10 +392,22 @@ def _load_gutenberg(spec: str, value: str) -> tuple[bytes, str]:
         if cached is None:  # pragma: no cover - only if the disk changes under us
             raise TextLoadError(f"the cache file {path} changed while written: retry.")
     raw, sidecar = cached
+    if len(raw) > cap:
+        raise too_large(f"{spec} ({len(raw):,} bytes in the cache)", cap)
     return raw, f"cache:{path} ({sidecar.get('origin', 'unknown origin')})"
 
 
 # ----------------------------------------------------------------------------- download
+
+
+def _download_text(url: str, cap: int) -> bytes:
+    """A URL's bytes; the cap's error names --max-text-bytes."""
+    try:
+        return _download(url, max_bytes=cap)
+    except _DownloadError as exc:
+        if exc.kind == "too_large":
+            raise too_large(f"the text at {url}", cap) from exc
+        raise
 
 
 class _DownloadError(TextLoadError):
@@ -339,7 +422,7 @@ class _DownloadError(TextLoadError):
 def _download(url: str, *, timeout: float | None = None, max_bytes: int | None = None) -> bytes:
     """The bytes at ``url``, read within ``timeout`` seconds and at most ``max_bytes``.
 
-    Defaults: :data:`DOWNLOAD_TIMEOUT_S` and :data:`MAX_DOWNLOAD_BYTES`.
+    Defaults: :data:`DOWNLOAD_TIMEOUT_S` and :data:`MAX_TEXT_BYTES`.
 
     Raises:
         _DownloadError: with ``kind`` saying why (the caller words the message).
@@ -347,7 +430,7 @@ def _download(url: str, *, timeout: float | None = None, max_bytes: int | None =
     from lamina import __version__
 
     timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
-    max_bytes = MAX_DOWNLOAD_BYTES if max_bytes is None else max_bytes
+    max_bytes = MAX_TEXT_BYTES if max_bytes is None else max_bytes
     deadline = time.monotonic() + timeout
     request = urllib.request.Request(url, headers={"User-Agent": f"lamina/{__version__}"})
     chunks: list[bytes] = []

@@ -102,7 +102,7 @@ def analyze_table(
             "bins_used": part3.n_bins,
         },
         units=units(options.effective_statistic),
-        provenance=_provenance(data.meta, table_path, data.n_tokens),
+        provenance=_provenance(data.meta, table_path, table.num_rows),
         exclusions=data.exclusions,
         headline="",
         part1=capture_summary(data.meta, options.site, data.layers, table, table_path),

@@ -3,7 +3,9 @@
 The site's raw L2 norms become natural-log norms (float64; the notebook mode
 takes logs in float32 as the notebook did). A token whose vector has a zero norm
 (log = -inf) or a non-finite norm at any analysed layer is excluded from Parts
-3-6, counted, and reported; Part 2 uses every scored token.
+3-6, counted, and reported; Part 2 uses every scored token. A row the
+extraction marked ``nonfinite`` (a NaN or inf logit or norm, kept by
+``--allow-nonfinite``) is left out of every part from 2 on and counted apart.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ if TYPE_CHECKING:
 EXCLUSION_RULE = (
     "a token whose vector has a zero (log = -inf) or non-finite L2 norm at any "
     "analysed layer is excluded from Parts 3-6"
+)
+NONFINITE_RULE = (
+    "a token the extraction marked nonfinite (a NaN or inf logit or norm, kept by "
+    "--allow-nonfinite) is excluded from Parts 2-6"
 )
 
 
@@ -66,6 +72,7 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
     meta = table_metadata(table)
     site = options.site
     layers = _check_layers(table, meta, site, options.layer)
+    table, n_nonfinite = _drop_nonfinite(table)
     correct = _require_column(table, "correct").astype(bool)
     ctx_pos = _require_column(table, "ctx_pos").astype(np.int64)
     target_chars = _require_column(table, "target_chars").astype(np.int64)
@@ -81,8 +88,10 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
         )
     keep = ~(zero | ~finite).any(axis=1)
     exclusions = _exclusions(correct, keep, zero, finite, layers)
+    if n_nonfinite or "nonfinite" in table.column_names:
+        exclusions.update(nonfinite_rule=NONFINITE_RULE, n_nonfinite_excluded=n_nonfinite)
     labels = correct[keep]
-    _check_class_sizes(labels, exclusions["n_tokens_excluded"])
+    _check_class_sizes(labels, exclusions["n_tokens_excluded"] + n_nonfinite)
     return Prepared(
         meta=meta,
         site=site,
@@ -98,6 +107,16 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
         values=log_norm[keep],
         exclusions=exclusions,
     )
+
+
+def _drop_nonfinite(table: pa.Table) -> tuple[pa.Table, int]:
+    """The table without the rows marked ``nonfinite``, and how many there were."""
+    if "nonfinite" not in table.column_names:
+        return table, 0
+    marked = np.asarray(table.column("nonfinite").to_numpy(zero_copy_only=False), dtype=bool)
+    if not marked.any():
+        return table, 0
+    return table.filter(~marked), int(marked.sum())
 
 
 def _check_layers(table: pa.Table, meta: Mapping[str, Any], site: str, layer: int) -> list[int]:
@@ -145,7 +164,12 @@ def _check_class_sizes(labels: np.ndarray, n_excluded: int) -> None:
         if count < 2:
             raise InputError(
                 f"only {count} token(s) were predicted {name}"
-                + (f" after excluding {n_excluded} zero-norm token(s)" if n_excluded else "")
+                + (
+                    f" after excluding {n_excluded} token(s) with a zero or non-finite norm or "
+                    "output"
+                    if n_excluded
+                    else ""
+                )
                 + "; comparing the classes needs at least 2 of each: use a longer text or "
                 "window, or another model."
             )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from lamina.study.records import (
 
 RESULTS_FORMAT = "lamina.study"
 RESULTS_FORMAT_VERSION = 1
+#: The ``format_version`` values :func:`load_results` reads.
+READABLE_RESULTS_VERSIONS = (1,)
 
 
 # ----------------------------------------------------------------------------- the study
@@ -144,7 +148,9 @@ def jsonable(obj: Any) -> Any:
 def load_results(path: str | Path) -> dict[str, Any]:
     """Read a ``results.json`` (a file, or a directory holding one) as a dict.
 
-    Raises :class:`OutputError` if it is missing, not JSON, or not lamina's.
+    Raises :class:`OutputError` if it is missing, not JSON, not lamina's, of a
+    format version this lamina does not read, or lacks a section or field its
+    version requires (checked by reading it back as a :class:`StudyResult`).
     """
     given = Path(path)
     file = given / "results.json" if given.is_dir() or not given.suffix else given
@@ -158,4 +164,47 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise OutputError(f"{file} is not readable JSON ({exc}); re-run the study.") from exc
     if not isinstance(results, dict) or results.get("format") != RESULTS_FORMAT:
         raise OutputError(f"{file} is not a lamina results file; re-run the study.")
+    version = results.get("format_version")
+    if version not in READABLE_RESULTS_VERSIONS:
+        raise OutputError(
+            f"{file} has results format version {version!r}, which this lamina "
+            f"({', '.join(map(str, READABLE_RESULTS_VERSIONS))}) does not read; re-run "
+            "`lamina analyze` on its token table."
+        )
+    _check_sections(results, file)
     return results
+
+
+def _check_sections(results: dict[str, Any], file: Path) -> None:
+    """Refuse a results dict that lacks a section or field, or has one of the wrong kind."""
+    hints = typing.get_type_hints(StudyResult)
+    problem = None
+    for f in dataclasses.fields(StudyResult):
+        if f.name == "data" or (f.name not in results and f.default is None):
+            continue  # the per-token data, and the optional sections (timings)
+        if f.name not in results:
+            problem = f"it lacks {f.name}"
+            break
+        hint, value = hints[f.name], results[f.name]
+        kind = typing.get_origin(hint) or hint
+        if (
+            isinstance(kind, type)
+            and issubclass(kind, Record | dict)
+            and not isinstance(value, dict)
+        ):
+            problem = f"its {f.name} is not an object"
+            break
+        if isinstance(kind, type) and issubclass(kind, Record):
+            try:
+                kind.from_dict(value)
+            except (TypeError, KeyError, ValueError, AttributeError) as exc:
+                fields = re.findall(r"'(\w+)'", str(exc)) if "missing" in str(exc) else []
+                problem = f"its {f.name} " + (
+                    f"lacks {', '.join(fields)}" if fields else "is altered"
+                )
+                break
+    if problem is not None:
+        raise OutputError(
+            f"{file} is not a complete lamina results file: {problem}; re-run `lamina analyze` "
+            "on its token table to write it again."
+        )
