@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
+from capture.shard_files import shard_files
 from lamina.capture import extract
 from lamina.capture.shards import MANIFEST_FILE, load_manifest
 from lamina.sources import load_corpus
@@ -66,7 +67,7 @@ def test_a_rerun_computes_only_the_missing_shards_and_gives_the_same_table(
 ):
     shards = tmp_path / "shards"
     first = extract(loaded, corpus, window=64, shards_dir=shards, shard_windows=3, progress=False)
-    files = sorted(shards.glob("*.parquet"))
+    files = shard_files(shards)
     manifest = load_manifest(shards)
     assert len(files) == len(manifest["shards"]) == len(manifest["done"]) >= 4
     # lose two shards (as a killed run would), then run again
@@ -85,7 +86,7 @@ def test_a_rerun_computes_only_the_missing_shards_and_gives_the_same_table(
 def test_different_inputs_never_share_shards(loaded, corpus, tmp_path):
     shards = tmp_path / "shards"
     extract(loaded, corpus, window=64, shards_dir=shards, progress=False)
-    keys = {f.stem for f in shards.glob("*.parquet")}
+    keys = {f.stem for f in shard_files(shards)}
     for change in ({"window": 48}, {"sites": ("attn_out", "mlp_out")}, {"bos": True}):
         options = {"window": 64, **change}
         table = extract(loaded, corpus, shards_dir=shards, progress=False, **options)
@@ -94,15 +95,15 @@ def test_different_inputs_never_share_shards(loaded, corpus, tmp_path):
     table = extract(other, corpus, window=64, shards_dir=shards, progress=False)
     assert table_metadata(table)["extraction"]["shards_reused"] == 0
     # the first run's shards are all still there, untouched
-    assert keys <= {f.stem for f in shards.glob("*.parquet")}
+    assert keys <= {f.stem for f in shard_files(shards)}
 
 
 def test_a_damaged_shard_is_computed_again(loaded, corpus, tmp_path):
     shards = tmp_path / "shards"
     first = extract(loaded, corpus, window=64, shards_dir=shards, progress=False)
-    victim = sorted(shards.glob("*.parquet"))[0]
+    victim = shard_files(shards)[0]
     victim.write_bytes(victim.read_bytes()[:100])  # truncated
-    other = sorted(shards.glob("*.parquet"))[1]
+    other = shard_files(shards)[1]
     other.rename(shards / f"{'0' * 64}.parquet")  # a file under a key it does not carry
     again = extract(loaded, corpus, window=64, shards_dir=shards, progress=False)
     assert table_metadata(again)["extraction"]["shards_computed"] == 2
@@ -122,3 +123,26 @@ def test_batch_size_auto_equals_one_window_at_a_time(loaded, corpus):
         np.testing.assert_allclose(
             one.column(name).to_numpy(), auto.column(name).to_numpy(), rtol=1e-5, atol=1e-6
         )
+
+
+def test_a_shards_directory_alone_gives_the_table_once_every_shard_is_done(
+    loaded, corpus, tmp_path
+):
+    from lamina.capture.assemble import table_from_shards
+    from lamina.errors import TableError
+
+    shards = tmp_path / "shards"
+    table = extract(loaded, corpus, window=64, shards_dir=shards, progress=False)
+    again = table_from_shards(shards)
+    drop = ["window"]
+    assert (
+        again.drop(drop)
+        .replace_schema_metadata(None)
+        .equals(table.drop(drop).replace_schema_metadata(None))
+    )
+    meta, original = table_metadata(again), table_metadata(table)
+    for key in ("model", "text", "documents", "windows", "sites", "n_scored"):
+        assert meta[key] == original[key], key
+    shard_files(shards)[0].unlink()
+    with pytest.raises(TableError, match=r"1 of the \d+ shards .* are missing or damaged"):
+        table_from_shards(shards)

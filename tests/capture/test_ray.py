@@ -16,6 +16,7 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
+from capture.shard_files import shard_files
 from study.token_tables import save_tiny_gpt2, tiny_study_text
 
 
@@ -63,7 +64,7 @@ def test_ray_with_two_workers_gives_the_local_table_and_shares_its_shards(inputs
     shards = out.with_name("tokens.parquet.shards")
     # half of the shards come from a local run in the same place: Ray must reuse them
     shards.mkdir(parents=True)
-    local_shards = sorted((inputs / "local" / "tokens.parquet.shards").glob("*.parquet"))
+    local_shards = shard_files(inputs / "local" / "tokens.parquet.shards")
     for f in local_shards[::2]:
         (shards / f.name).write_bytes(f.read_bytes())
     done = _run(_argv(inputs, out, "--engine", "ray", "--workers", "2"))
@@ -79,7 +80,7 @@ def test_ray_with_two_workers_gives_the_local_table_and_shares_its_shards(inputs
 
 def _kill_one_worker_after_first_shard(shards: Path, killed: list[int]) -> None:
     deadline = time.monotonic() + 300
-    while not list(shards.glob("*.parquet")) and time.monotonic() < deadline:
+    while not shard_files(shards) and time.monotonic() < deadline:
         time.sleep(0.05)
     for process in psutil.process_iter(["pid", "cmdline"]):
         if "MapWorker" in " ".join(process.info["cmdline"] or []):

@@ -18,6 +18,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from capture.shard_files import shard_files
 from study.token_tables import save_tiny_gpt2, tiny_study_text
 
 pytestmark = pytest.mark.slow
@@ -47,7 +48,7 @@ def _start_and_signal(argv: list[str], shards: Path, sig: int, after: int) -> su
     """Start the run, wait until ``after`` shards are saved, send ``sig``; return the process."""
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while len(list(shards.glob("*.parquet"))) < after:
+    while len(shard_files(shards)) < after:
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"the run ended before saving {after} shards: {process.communicate()}")
@@ -75,7 +76,7 @@ def test_sigkill_loses_at_most_the_shard_in_flight(inputs, uninterrupted):
     process = _start_and_signal(_argv(inputs, out), shards, signal.SIGKILL, after=3)
     assert process.returncode == -signal.SIGKILL
     assert not out.exists()
-    saved = {p.stem for p in shards.glob("*.parquet")}
+    saved = {p.stem for p in shard_files(shards)}
     again = _run(_argv(inputs, out))
     assert again.returncode == 0, again.stderr
     table = pq.read_table(out)
@@ -100,7 +101,7 @@ def test_sigint_stops_after_the_batch_keeps_the_shards_and_says_how_to_resume(
     assert "run the same command again to resume" in stderr
     assert stderr.count("\n") == 1 and "Traceback" not in stderr
     assert not out.exists()
-    saved = len(list(shards.glob("*.parquet")))
+    saved = len(shard_files(shards))
     again = _run(_argv(inputs, out))
     assert again.returncode == 0, again.stderr
     table = pq.read_table(out)

@@ -1,32 +1,42 @@
-"""The token table from a plan and its shards' columns.
+"""The token table from a plan's skeleton and its shards' columns.
 
-Positions, windows, documents and the text-derived columns (``target_chars``)
-come from the plan and the tokenizer; the prediction columns and the norms from
-the shards, in plan order. The metadata describes the model, the text or corpus
-(every document's provenance and token count), the windows and the sites.
+The *skeleton* is every column that follows from the plan and the tokenizer
+alone: documents, positions, windows, token ids and ``target_chars``. The
+shards hold what the model computed (the prediction columns and the norms), in
+plan order. With a shards directory the skeleton is saved as ``plan.parquet``
+and the table's metadata (the text or corpus with every document's provenance
+and token count, the windows, the sites) in ``manifest.json``, so the table of a
+run whose shards are all done can be assembled from the directory alone
+(:func:`table_from_shards`, ``lamina analyze DIR/shards``).
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from lamina import __version__
+from lamina._io import atomic_path
 from lamina.capture.plan import ExtractionPlan
 from lamina.capture.scoring import decoded_lengths
-from lamina.errors import CaptureError
+from lamina.capture.shards import load_manifest, read_shard
+from lamina.errors import CaptureError, TableError
 from lamina.table import FORMAT_VERSION, SCORE_COLUMNS, build_table
 
+PLAN_FILE = "plan.parquet"
+PLAN_KEY = b"lamina_plan"
+SKELETON_COLUMNS = ("doc", "text_pos", "window", "ctx_pos", "token_id", "target_id", "target_chars")
 
-def plan_columns(plan: ExtractionPlan) -> dict[str, np.ndarray]:
-    """The positional columns of every scored row: doc, text_pos, window, ctx_pos, ids."""
-    parts: dict[str, list[np.ndarray]] = {
-        name: [] for name in ("doc", "text_pos", "window", "ctx_pos", "token_id", "target_id")
-    }
+
+def skeleton(plan: ExtractionPlan, tokenizer: Any) -> dict[str, np.ndarray]:
+    """Every scored row's document, position, window, ids and target length, in plan order."""
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SKELETON_COLUMNS[:-1]}
     for shard in plan.shards:
         doc = plan.documents[shard.doc]
         for w in shard.windows:
@@ -37,37 +47,71 @@ def plan_columns(plan: ExtractionPlan) -> dict[str, np.ndarray]:
             parts["ctx_pos"].append((text_pos - w.start).astype(np.int32))
             parts["token_id"].append(doc.ids(w.score_from, w.stop))
             parts["target_id"].append(doc.ids(w.score_from + 1, w.stop + 1))
-    return {
+    columns = {
         name: np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
         for name, values in parts.items()
     }
+    chars = decoded_lengths(tokenizer, columns["target_id"])
+    columns["target_chars"] = np.minimum(chars, np.iinfo(np.int16).max).astype(np.int16)
+    return columns
+
+
+def base_metadata(plan: ExtractionPlan, text: dict[str, Any], sites: dict[str, Any]) -> dict:
+    """The table metadata that follows from the plan: text, documents, windows, sites."""
+    counts = [doc.n_tokens for doc in plan.documents]
+    return {
+        "format_version": FORMAT_VERSION,
+        "lamina_version": __version__,
+        "text": text,
+        "documents": [{**doc.provenance, "n_tokens": doc.n_tokens} for doc in plan.documents],
+        "windows": plan.windows_metadata(),
+        # None when tokenizing stopped early (max_tokens): the texts' lengths are unknown
+        "n_text_tokens": None if any(c is None for c in counts) else sum(counts),
+        "n_scored": plan.n_scored,
+        **sites,
+    }
+
+
+def plan_key(plan: ExtractionPlan) -> str:
+    """One string for the whole plan: its shards' keys, in order."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(s.key for s in plan.shards).encode("ascii")).hexdigest()
+
+
+def save_skeleton(
+    shards_dir: Path, plan: ExtractionPlan, columns: Mapping[str, np.ndarray]
+) -> None:
+    """Write ``plan.parquet`` (the skeleton, under the plan's key) unless it is there already."""
+    key = plan_key(plan)
+    path = Path(shards_dir) / PLAN_FILE
+    try:
+        if pq.read_schema(path).metadata.get(PLAN_KEY) == key.encode():
+            return
+    except (OSError, pa.ArrowInvalid, AttributeError):
+        pass
+    table = pa.table({name: np.asarray(columns[name]) for name in SKELETON_COLUMNS})
+    table = table.replace_schema_metadata({PLAN_KEY: key})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def assemble_table(
-    plan: ExtractionPlan,
-    shard_columns: Mapping[str, Mapping[str, np.ndarray]],
+    skeleton_columns: Mapping[str, np.ndarray],
+    computed: Sequence[Mapping[str, np.ndarray]],
+    metadata: dict[str, Any],
     *,
-    tokenizer: Any,
-    model_report: dict[str, Any],
-    text: dict[str, Any],
-    sites: dict[str, Any],
-    seconds: float,
-    command_line: str | None,
-    extra: dict[str, Any] | None = None,
     allow_nonfinite: bool = False,
 ) -> pa.Table:
-    """The token table of ``plan``; ``shard_columns`` maps each shard's key to its columns.
+    """The token table: the skeleton, the shards' columns (in plan order), the metadata.
 
     The ``nonfinite`` column is kept only with ``allow_nonfinite``; without it, a
     reused shard that marked rows (computed with it) is refused.
     """
-    columns: dict[str, np.ndarray] = plan_columns(plan)
-    computed = [shard_columns[shard.key] for shard in plan.shards]
+    columns = dict(skeleton_columns)
     names = list(computed[0]) if computed else []
     for name in names:
         columns[name] = np.concatenate([c[name] for c in computed])
-    chars = decoded_lengths(tokenizer, columns["target_id"])
-    columns["target_chars"] = np.minimum(chars, np.iinfo(np.int16).max)
     nonfinite = columns.pop("nonfinite", None)
     if nonfinite is not None and nonfinite.any() and not allow_nonfinite:
         raise CaptureError(
@@ -75,33 +119,63 @@ def assemble_table(
             "were computed with --allow-nonfinite); pass --allow-nonfinite again, or delete "
             "the shards to extract anew."
         )
-    ordered = {name: columns[name] for name in SCORE_COLUMNS}
-    ordered["doc"] = columns["doc"]
-    ordered["pred_id"] = columns["pred_id"]
+    ordered = {name: columns[name] for name in (*SCORE_COLUMNS, "doc", "pred_id")}
     if allow_nonfinite and nonfinite is not None:
         ordered["nonfinite"] = nonfinite
     for name in names:
         if name not in ordered and name in columns:
             ordered[name] = columns[name]
-    metadata = {
-        "format_version": FORMAT_VERSION,
-        "lamina_version": __version__,
-        "model": model_report,
-        "text": text,
-        "documents": [{**doc.provenance, "n_tokens": doc.n_tokens} for doc in plan.documents],
-        "windows": plan.windows_metadata(),
-        "n_text_tokens": _total_tokens(plan),
-        "n_scored": len(ordered["text_pos"]),
-        **sites,
-        "seconds": round(seconds, 3),
-        "command_line": command_line,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **(extra or {}),
+    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return build_table(ordered, {**metadata, "created": created})
+
+
+def table_from_shards(shards_dir: str | Path, *, allow_nonfinite: bool = False) -> pa.Table:
+    """The token table of a finished (or fully computed) run, from its shards directory alone.
+
+    Raises :class:`TableError` with one sentence when the directory is not a shards
+    directory, its plan is missing, or any shard is missing or damaged.
+    """
+    folder = Path(shards_dir)
+    manifest = load_manifest(folder)
+    if manifest is None or not isinstance(manifest.get("metadata"), dict):
+        raise TableError(
+            f"{folder} is not the shards directory of a lamina run (no readable manifest.json "
+            "with the run's metadata); give a token table file."
+        )
+    try:
+        plan_table = pq.read_table(folder / PLAN_FILE)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise TableError(f"{folder / PLAN_FILE} is missing or unreadable; resume the run.") from exc
+    shards = manifest.get("shards") or []
+    names = list(manifest.get("columns") or [])
+    computed, missing = [], 0
+    for shard in shards:
+        table = read_shard(folder, shard["key"], shard["rows"], names)
+        if table is None:
+            missing += 1
+            continue
+        computed.append({n: table.column(n).to_numpy(zero_copy_only=False) for n in names})
+    if missing or plan_table.num_rows != sum(s["rows"] for s in shards):
+        raise TableError(
+            f"{missing} of the {len(shards)} shards in {folder} are missing or damaged; run the "
+            "same extraction again to compute them, then analyse its token table."
+        )
+    if not isinstance(manifest.get("model"), dict):
+        raise TableError(f"{folder}/manifest.json does not describe the model; resume the run.")
+    skeleton_columns = {
+        n: plan_table.column(n).to_numpy(zero_copy_only=False) for n in SKELETON_COLUMNS
     }
-    return build_table(ordered, metadata)
+    metadata = {
+        **manifest["metadata"],
+        "model": manifest["model"],
+        "seconds": None,
+        "command_line": None,
+        "assembled_from": str(folder),
+    }
+    return assemble_table(skeleton_columns, computed, metadata, allow_nonfinite=allow_nonfinite)
 
 
-def _total_tokens(plan: ExtractionPlan) -> int | None:
-    """Tokens in every document, or None when tokenizing stopped early (``max_tokens``)."""
-    counts = [doc.n_tokens for doc in plan.documents]
-    return None if any(c is None for c in counts) else sum(counts)
+def is_shards_directory(path: str | Path) -> bool:
+    """Whether ``path`` is a directory holding a lamina shards manifest."""
+    folder = Path(path)
+    return folder.is_dir() and (folder / "manifest.json").is_file()

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lamina.capture.assemble import assemble_table
+from lamina.capture.assemble import assemble_table, base_metadata, skeleton
 from lamina.capture.compute import ShardComputer
 from lamina.capture.plan import DEFAULT_SHARD_WINDOWS, Document, ExtractionPlan, Planner
-from lamina.capture.runner import run_local
+from lamina.capture.runner import Saving, run_local, shard_columns_names
 from lamina.capture.sites import (
     ResolvedSites,
     check_stream_support,
@@ -229,34 +229,36 @@ def extract(
     computer = ShardComputer(
         model, resolved, batch_size=batch, bos_id=bos_id, allow_nonfinite=allow_nonfinite
     )
+    base = {**base_metadata(plan, text_meta, sites_metadata(resolved)), "model": report}
+    bones = skeleton(plan, tokenizer)
+    saving = None
+    if shards_dir is not None:
+        names = shard_columns_names(computer.names)
+        saving = Saving(Path(shards_dir), base, names, report)
     started = time.perf_counter()
-    folder = Path(shards_dir) if shards_dir is not None else None
-    results, counts = _run_here(plan, computer, folder, report, progress)
-    return assemble_table(
-        plan,
-        results,
-        tokenizer=tokenizer,
-        model_report=report,
-        text=text_meta,
-        sites=sites_metadata(resolved),
-        seconds=time.perf_counter() - started,
-        command_line=command_line,
-        extra={"extraction": {"engine": "local", "batch_size": batch, **counts.to_dict()}},
-        allow_nonfinite=allow_nonfinite,
-    )
+    results, counts = _run_here(plan, computer, saving, bones, progress)
+    extraction = {"engine": "local", "batch_size": batch, **counts.to_dict()}
+    metadata = {
+        **base,
+        "seconds": round(time.perf_counter() - started, 3),
+        "command_line": command_line,
+        "extraction": extraction,
+    }
+    computed = [results[shard.key] for shard in plan.shards]
+    return assemble_table(bones, computed, metadata, allow_nonfinite=allow_nonfinite)
 
 
 def _run_here(
     plan: ExtractionPlan,
     computer: ShardComputer,
-    shards_dir: Path | None,
-    report: dict[str, Any],
+    saving: Saving | None,
+    bones: dict[str, np.ndarray],
     progress: bool | None,
 ) -> tuple[dict[str, dict[str, np.ndarray]], Any]:
     """Run the plan in this process with a progress bar; SIGINT stops after a batch."""
-    with _progress_bar(plan, progress) as bar, _stop_on_sigint(shards_dir is not None) as stop:
+    with _progress_bar(plan, progress) as bar, _stop_on_sigint(saving is not None) as stop:
         computer.on_batch, computer.should_stop = bar, stop
-        return run_local(plan, computer, shards_dir=shards_dir, on_reused=bar, report=report)
+        return run_local(plan, computer, saving=saving, skeleton_columns=bones, on_reused=bar)
 
 
 @contextlib.contextmanager

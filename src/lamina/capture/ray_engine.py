@@ -27,9 +27,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
+from lamina.capture.assemble import base_metadata, skeleton
 from lamina.capture.plan import ExtractionPlan, Shard
-from lamina.capture.runner import manifest_of, reuse_saved, shard_columns_names
-from lamina.capture.shards import read_shard, remove_stale_temporaries, save_manifest
+from lamina.capture.runner import (
+    Saving,
+    manifest_of,
+    reuse_saved,
+    shard_columns_names,
+    start_saving,
+)
+from lamina.capture.shards import read_shard, save_manifest
 from lamina.capture.windows import Window, WindowOptions
 from lamina.errors import CaptureError, InputError
 
@@ -178,50 +185,52 @@ def run_ray(
     plan: ExtractionPlan,
     *,
     worker_args: dict[str, Any],
-    shards_dir: Path,
+    saving: Saving,
+    skeleton_columns: dict[str, np.ndarray],
     workers: int,
     use_gpu: bool,
-    names: list[str],
     on_done: Any = None,
-) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any] | None, int]:
-    """Every shard's columns (reused or computed by the actors) and a worker's model report."""
+) -> tuple[dict[str, dict[str, np.ndarray]], int]:
+    """Every shard's columns, reused or computed by the actors; and how many were computed.
+
+    ``saving.report`` becomes the model report the workers send back.
+    """
     import ray
     import ray.data
 
-    started = time.time()
-    shards_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(shards_dir, older_than=started)
+    shards_dir, names = saving.shards_dir, saving.columns
     results = reuse_saved(plan, shards_dir, names)
+    start_saving(plan, saving, skeleton_columns, time.time())
     if on_done is not None:
         on_done(sum(s.n_scored for s in plan.shards if s.key in results))
     pending = [s for s in plan.shards if s.key not in results]
-    report = None
-    if pending:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        dataset = ray.data.from_items([_item(plan, s) for s in pending])
-        resources = {"num_gpus": 1} if use_gpu else {"num_cpus": _cpus_per_worker(workers)}
-        mapped = dataset.map_batches(
-            ShardWorker,
-            fn_constructor_kwargs={**worker_args, "shards_dir": str(shards_dir)},
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            batch_size=1,
-            **resources,
-        )
-        by_key = {s.key: s for s in pending}
-        for row in mapped.iter_rows():
-            shard = by_key[str(row["key"])]
-            report = json.loads(str(row["report"]))
-            table = read_shard(shards_dir, shard.key, shard.n_scored, names)
-            if table is None:
-                raise CaptureError(
-                    f"a Ray worker reported shard {shard.key} but its file is not whole."
-                )
-            results[shard.key] = {n: table.column(n).to_numpy(zero_copy_only=False) for n in names}
-            save_manifest(shards_dir, manifest_of(plan, sorted(results), report))
-            if on_done is not None:
-                on_done(shard.n_scored)
-    return results, report, len(pending)
+    if not pending:
+        return results, 0
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    dataset = ray.data.from_items([_item(plan, s) for s in pending])
+    resources = {"num_gpus": 1} if use_gpu else {"num_cpus": _cpus_per_worker(workers)}
+    mapped = dataset.map_batches(
+        ShardWorker,
+        fn_constructor_kwargs={**worker_args, "shards_dir": str(shards_dir)},
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        batch_size=1,
+        **resources,
+    )
+    by_key = {s.key: s for s in pending}
+    for row in mapped.iter_rows():
+        shard = by_key[str(row["key"])]
+        saving.report = json.loads(str(row["report"]))
+        table = read_shard(shards_dir, shard.key, shard.n_scored, names)
+        if table is None:
+            raise CaptureError(
+                f"a Ray worker reported shard {shard.key} but its file is not whole."
+            )
+        results[shard.key] = {n: table.column(n).to_numpy(zero_copy_only=False) for n in names}
+        save_manifest(shards_dir, manifest_of(plan, sorted(results), saving))
+        if on_done is not None:
+            on_done(shard.n_scored)
+    return results, len(pending)
 
 
 def _cpus_per_worker(workers: int) -> float:
@@ -229,10 +238,6 @@ def _cpus_per_worker(workers: int) -> float:
 
     total = float(ray.cluster_resources().get("CPU", 1.0))
     return max(total / workers, 0.5) if total >= workers else max(total / workers, 0.1)
-
-
-def column_names(worker_site_columns: list[str]) -> list[str]:
-    return shard_columns_names(worker_site_columns)
 
 
 def extract_with_ray(
@@ -260,7 +265,6 @@ def extract_with_ray(
     """
 
     from lamina.capture.assemble import assemble_table
-    from lamina.capture.extraction import sites_metadata
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"--workers {workers!r} must be a positive number of actors.")
@@ -275,18 +279,15 @@ def extract_with_ray(
         done = _run_cluster(job, workers, address, site_template, shard_windows, progress, terminal)
     plan = done.plan
     counts = {"shards_computed": done.computed, "shards_reused": len(plan.shards) - done.computed}
-    return assemble_table(
-        plan,
-        done.results,
-        tokenizer=driver.tokenizer,
-        model_report=done.report or _saved_report(Path(shards_dir)),
-        text=done.text_meta,
-        sites=sites_metadata(driver.sites),
-        seconds=done.seconds,
-        command_line=command_line,
-        extra={"extraction": {"engine": "ray", "workers": workers, **counts}},
-        allow_nonfinite=allow_nonfinite,
-    )
+    metadata = {
+        **done.saving.metadata,
+        "model": done.saving.report or _saved_report(Path(shards_dir)),
+        "seconds": round(done.seconds, 3),
+        "command_line": command_line,
+        "extraction": {"engine": "ray", "workers": workers, **counts},
+    }
+    computed = [done.results[shard.key] for shard in plan.shards]
+    return assemble_table(done.skeleton, computed, metadata, allow_nonfinite=allow_nonfinite)
 
 
 @dataclasses.dataclass
@@ -319,9 +320,9 @@ class _Done:
     """What a cluster run produced."""
 
     plan: ExtractionPlan
-    text_meta: dict[str, Any]
+    skeleton: dict[str, np.ndarray]
+    saving: Saving
     results: dict[str, dict[str, np.ndarray]]
-    report: dict[str, Any] | None
     computed: int
     seconds: float
 
@@ -339,6 +340,8 @@ def _run_cluster(
     import ray
     from tqdm.auto import tqdm
 
+    from lamina.capture.extraction import sites_metadata
+
     driver, windows = job.driver, job.windows
     started_ray = start_ray(address, workers)
     try:
@@ -346,6 +349,10 @@ def _run_cluster(
         plan, text_meta, worker_kwargs = _driver_plan(
             driver, job.text, windows, shard_windows, "cuda" if use_gpu else "cpu", job.dtype
         )
+        base = base_metadata(plan, text_meta, sites_metadata(driver.sites))
+        names = shard_columns_names(driver.sites.column_names())
+        saving = Saving(job.shards_dir, base, names, _saved_report(job.shards_dir, required=False))
+        bones = skeleton(plan, driver.tokenizer)
         started = time.perf_counter()
         bar = tqdm(
             total=plan.n_scored,
@@ -357,7 +364,7 @@ def _run_cluster(
             leave=False,
         )
         with bar:
-            results, report, computed = run_ray(
+            results, computed = run_ray(
                 plan,
                 worker_args={
                     "model": job.model,
@@ -369,16 +376,16 @@ def _run_cluster(
                     "bos": windows.bos,
                     "allow_nonfinite": job.allow_nonfinite,
                 },
-                shards_dir=job.shards_dir,
+                saving=saving,
+                skeleton_columns=bones,
                 workers=workers,
                 use_gpu=use_gpu,
-                names=shard_columns_names(driver.sites.column_names()),
                 on_done=bar.update,
             )
     finally:
         if started_ray:
             ray.shutdown()
-    return _Done(plan, text_meta, results, report, computed, time.perf_counter() - started)
+    return _Done(plan, bones, saving, results, computed, time.perf_counter() - started)
 
 
 def _driver_plan(
@@ -433,12 +440,15 @@ def _inspect_model(
     return _Driver(resolved, skeleton, resolved_tokenizer(resolved), site_set)
 
 
-def _saved_report(shards_dir: Path) -> dict[str, Any]:
+def _saved_report(shards_dir: Path, *, required: bool = True) -> dict[str, Any] | None:
+    """The model report a run saved in the manifest (None, or an error when ``required``)."""
     from lamina.capture.shards import load_manifest
 
     manifest = load_manifest(shards_dir) or {}
     report = manifest.get("model")
     if not isinstance(report, dict):
+        if not required:
+            return None
         raise CaptureError(
             f"every shard was reused from {shards_dir} but its manifest.json does not describe the "
             "model; delete the directory to extract again."

@@ -47,19 +47,31 @@ def shard_columns_names(computer_names: list[str]) -> list[str]:
     return [*SHARD_SCHEMA.names, *computer_names]
 
 
-def manifest_of(
-    plan: ExtractionPlan, done: list[str], report: dict[str, Any] | None = None
-) -> dict[str, Any]:
+@dataclasses.dataclass
+class Saving:
+    """What a run saves beside its shards: the directory, the model report, the table's
+    metadata and the shards' column names (so the directory alone can be assembled)."""
+
+    shards_dir: Path
+    metadata: dict[str, Any]
+    columns: list[str]
+    report: dict[str, Any] | None = None
+
+
+def manifest_of(plan: ExtractionPlan, done: list[str], saving: Saving) -> dict[str, Any]:
     """The manifest of a shards directory for ``plan`` with the shards ``done``.
 
-    ``report`` is the model report of the run that computed them, so a later run
-    that only reuses shards can still describe the model.
+    It carries the model report of the run that computed them and the table's
+    metadata, so a later run that only reuses shards can still describe the model
+    and ``lamina analyze`` can assemble the directory.
     """
     return {
         "format": MANIFEST_FORMAT,
         "version": 1,
         "identity": plan.identity,
-        "model": report,
+        "model": saving.report,
+        "metadata": saving.metadata,
+        "columns": saving.columns,
         "windows": plan.windows_metadata(),
         "documents": [
             {"spec": d.provenance.get("spec"), "sha256": d.provenance.get("sha256")}
@@ -92,25 +104,36 @@ def reuse_saved(
     return found
 
 
+def start_saving(
+    plan: ExtractionPlan, saving: Saving, skeleton_columns: dict[str, np.ndarray], started: float
+) -> None:
+    """Prepare a shards directory: remove a killed run's temporaries, save the plan's skeleton."""
+    from lamina.capture.assemble import save_skeleton
+
+    saving.shards_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(saving.shards_dir, older_than=started)
+    save_skeleton(saving.shards_dir, plan, skeleton_columns)
+
+
 def run_local(
     plan: ExtractionPlan,
     computer: ShardComputer,
     *,
-    shards_dir: Path | None = None,
+    saving: Saving | None = None,
+    skeleton_columns: dict[str, np.ndarray] | None = None,
     on_reused: Callable[[int], None] | None = None,
-    report: dict[str, Any] | None = None,
 ) -> tuple[dict[str, dict[str, np.ndarray]], RunCounts]:
-    """Every shard's columns, reused or computed (and saved when ``shards_dir`` is given)."""
+    """Every shard's columns, reused or computed (and saved with ``saving``)."""
     started = time.time()
     names = shard_columns_names(computer.names)
+    shards_dir = saving.shards_dir if saving is not None else None
     results = reuse_saved(plan, shards_dir, names)
     counts = RunCounts(shards_reused=len(results))
     if on_reused is not None:
         on_reused(sum(s.n_scored for s in plan.shards if s.key in results))
-    if shards_dir is not None:
-        Path(shards_dir).mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(Path(shards_dir), older_than=started)
-        save_manifest(Path(shards_dir), manifest_of(plan, sorted(results), report))
+    if saving is not None:
+        start_saving(plan, saving, skeleton_columns or {}, started)
+        save_manifest(saving.shards_dir, manifest_of(plan, sorted(results), saving))
     for shard in plan.shards:
         if shard.key in results:
             continue
@@ -121,9 +144,9 @@ def run_local(
             raise _interrupted(plan, results, shards_dir) from None
         results[shard.key] = columns
         _count(counts, shard)
-        if shards_dir is not None:
-            write_shard(Path(shards_dir), shard.key, columns)
-            save_manifest(Path(shards_dir), manifest_of(plan, sorted(results), report))
+        if saving is not None:
+            write_shard(saving.shards_dir, shard.key, columns)
+            save_manifest(saving.shards_dir, manifest_of(plan, sorted(results), saving))
     return results, counts
 
 

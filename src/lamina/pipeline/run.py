@@ -236,18 +236,20 @@ def analyze_path(
 ) -> StudyRun:
     """Analyse an existing token table and write every output (but the table) into ``out``.
 
-    ``out`` defaults to the table's directory. ``expect_model``, when given,
-    must be the table's model spec, name or fingerprint (InputError if not).
+    ``table_path`` is a token table file, or the shards directory of a run whose
+    shards are all done (its table is assembled from it). ``out`` defaults to the
+    table's directory (a shards directory's parent). ``expect_model``, when
+    given, must be the table's model spec, name or fingerprint (InputError if not).
     """
-    from lamina.table import read_table, table_metadata
+    from lamina.table import table_metadata
 
     clock = Stopwatch()
     options = options or StudyOptions()
-    table_path = table_input(table_path)
-    out_dir = Path(out) if out is not None else Path(table_path).parent
+    table_path = Path(table_path)
+    out_dir = Path(out) if out is not None else table_path.parent
     check_out_dir(out_dir)
     with output_set(out_dir) as staged:
-        table = read_table(table_path)
+        table = load_table_input(table_path)
         meta = table_metadata(table)
         if expect_model is not None:
             m = meta.get("model", {})
@@ -268,17 +270,22 @@ def analyze_path(
     )
 
 
-def table_input(path: str | Path) -> Path:
-    """The token table a command analyses: one Parquet file.
+def load_table_input(path: Path) -> pa.Table:
+    """The token table a command analyses: a Parquet file, or a run's shards directory.
 
-    A directory is refused here, the one place that decides what ``lamina analyze``
-    accepts (a folder of Parquet files may hold several texts or models, which
-    Parquet would silently merge).
+    Any other directory is refused here, the one place that decides what
+    ``lamina analyze`` accepts (a folder of Parquet files may hold several texts
+    or models, which Parquet would silently merge).
     """
-    path = Path(path)
-    if path.is_dir():
+    from lamina.capture.assemble import is_shards_directory, table_from_shards
+    from lamina.table import read_table
+
+    if not path.is_dir():
+        return read_table(path)
+    if not is_shards_directory(path):
+        hint = path / SHARDS_DIR if (path / SHARDS_DIR).is_dir() else path / TOKENS_FILE
         raise InputError(
-            f"{path} is a directory; `lamina analyze` takes one token table file, e.g. "
-            f"{path / TOKENS_FILE}."
+            f"{path} is a directory; `lamina analyze` takes one token table file, or the shards "
+            f"directory of a run, e.g. {hint}."
         )
-    return path
+    return table_from_shards(path)
