@@ -25,7 +25,7 @@ import torch
 
 from lamina import __version__
 from lamina.capture.hooks import NormCapture
-from lamina.capture.scoring import decoded_lengths, score_next_tokens
+from lamina.capture.scoring import decoded_lengths, score_next_tokens, token_strings
 from lamina.capture.sites import ResolvedSites, context_length, resolve_sites
 from lamina.capture.windows import (
     Window,
@@ -183,6 +183,9 @@ def extract(
         "seconds": round(seconds, 3),
         "command_line": command_line,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "vocab": token_strings(
+            tokenizer, columns["token_id"], columns["target_id"], columns["pred_id"]
+        ),
     }
     return build_table(columns, metadata)
 
@@ -230,6 +233,7 @@ def _forward(
         "target_rank": np.empty(n_rows, dtype=np.int32),
         "target_logprob": np.empty(n_rows, dtype=np.float32),
         "entropy": np.empty(n_rows, dtype=np.float32),
+        "pred_id": np.empty(n_rows, dtype=np.int32),
     }
     norms = np.empty((n_rows, len(capture.names)), dtype=np.float32)
     was_training = model.training
@@ -289,4 +293,4 @@ def _columns(
     }
     chars = decoded_lengths(tokenizer, columns["target_id"])
     columns["target_chars"] = np.minimum(chars, np.iinfo(np.int16).max)
-    return {name: columns[name] for name in SCORE_COLUMNS}
+    return {name: columns[name] for name in (*SCORE_COLUMNS, "pred_id")}

@@ -66,12 +66,32 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
     meta = table_metadata(table)
     site = options.site
     layers = _check_layers(table, meta, site, options.layer)
+    raw = np.asarray(layer_matrix(table, site))  # (n_tokens, n_layers) float32 L2 norms
+    return prepare_matrix(table, site, raw, layers, layers.index(options.layer), options)
+
+
+def prepare_matrix(
+    table: pa.Table,
+    site: str,
+    raw: np.ndarray,
+    columns: list[int],
+    column_index: int,
+    options: StudyOptions,
+) -> Prepared:
+    """The arrays of any matrix of raw norms (one column per analysed test) of ``table``.
+
+    ``columns`` label the matrix's columns (the layers of a per-layer site;
+    :mod:`lamina.study.sites` numbers a per-head matrix's columns) and
+    ``column_index`` is the one of Parts 3-5. The exclusion rule is the same
+    for every matrix: a zero or non-finite norm in any column excludes the token.
+    """
+    meta = table_metadata(table)
+    layers = list(columns)
     correct = _require_column(table, "correct").astype(bool)
     ctx_pos = _require_column(table, "ctx_pos").astype(np.int64)
     target_chars = _require_column(table, "target_chars").astype(np.int64)
     if correct.size == 0:
         raise InputError("the token table has no scored tokens; use a longer text or window.")
-    raw = np.asarray(layer_matrix(table, site))  # (n_tokens, n_layers) float32 L2 norms
     finite = np.isfinite(raw)
     zero = raw == 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -87,7 +107,7 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
         meta=meta,
         site=site,
         layers=layers,
-        layer_index=layers.index(options.layer),
+        layer_index=column_index,
         correct=correct,
         ctx_pos=ctx_pos,
         target_chars=target_chars,

@@ -25,6 +25,7 @@ from lamina.study.records import (
     LayerHistograms,
     Record,
     Significance,
+    SitesSection,
     plain,
 )
 
@@ -51,8 +52,9 @@ class StudyData:
 class StudyResult(Record):
     """Everything the study computed; ``to_dict()`` is ``results.json``.
 
-    ``part1`` ... ``part6`` are the typed parts; ``data`` holds the per-token
-    arrays for the figures and is not serialised.
+    ``part1`` ... ``part6`` are the typed parts of the primary site; ``sites``
+    the profile of every analysed site (:mod:`lamina.study.sites`); ``data``
+    holds the per-token arrays for the figures and is not serialised.
     """
 
     lamina_version: str
@@ -71,6 +73,7 @@ class StudyResult(Record):
     part4: Divergences
     part5: Significance
     part6: LaminarProfile
+    sites: SitesSection | None = None
     data: StudyData | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
