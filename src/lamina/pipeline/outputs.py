@@ -3,15 +3,18 @@
 ``tokens.parquet``  the token table
 ``results.json``    every number, its parameters and units (``docs/results-format.md``)
 ``layers.csv``      one row per layer (Part 6)
-``figures/``        one PNG and one SVG per figure, named by part (Parts 2-6)
+``figures/``        one PNG and one SVG per figure, named by part (Parts 2-6), and the
+                    sites' figures when the run analysed several sites or attn_head
 ``report.html``     one self-contained page with provenance, headline, tables, figures
+                    and the interactive profile and token view
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lamina._io import atomic_open
 from lamina.errors import OutputError
@@ -51,12 +54,14 @@ def write_outputs(
     *,
     table: pa.Table | None = None,
     workers: int | None = None,
+    token_view: Mapping[str, Any] | None = None,
 ) -> StudyOutputs:
     """Render the figures and report in memory, then write every output file atomically.
 
     Nothing is written if rendering fails. ``table``, when given, is written
     as ``tokens.parquet`` too. ``workers`` is the number of processes that
-    render figures (default: up to 2).
+    render figures (default: up to 2). ``token_view`` is the report's token
+    view (:func:`lamina.study.tokens.token_view`); None omits it, saying so.
     """
     from lamina.report import html
     from lamina.report.figures.render import render_figures
@@ -66,7 +71,9 @@ def write_outputs(
     check_out_dir(out)
     results = result.to_dict()
     rendered = render_figures(result, workers=workers)
-    page = html.render_report(results, {name: r["png"] for name, r in rendered.items()})
+    page = html.render_report(
+        results, {name: r["png"] for name, r in rendered.items()}, token_view
+    )
     csv = layers_csv(results)
     text = dumps_results(results)
 
@@ -105,20 +112,42 @@ def write_outputs(
 
 
 def rebuild_report(out_dir: str | Path) -> Path:
-    """Rebuild ``DIR/report.html`` from ``DIR/results.json`` and ``DIR/figures/*.png``."""
+    """Rebuild ``DIR/report.html`` from ``DIR/results.json``, ``DIR/figures/*.png`` and the table.
+
+    The token view is rebuilt from the token table that ``results.json`` names
+    (relative to ``DIR``); without it the report says the view is omitted.
+    """
     from lamina.report import html
-    from lamina.report.figures import FIGURE_NAMES
+    from lamina.report.figures.render import figure_names
 
     out = Path(out_dir)
     check_out_dir(out)
     results = load_results(out)
     pngs: dict[str, bytes] = {}
-    for name in FIGURE_NAMES:
+    for name in figure_names(results):
         path = out / FIGURES_DIR / f"{name}.png"
         if not path.is_file():
             raise OutputError(f"{path} is missing; re-run `lamina analyze` to redraw the figures.")
         pngs[name] = path.read_bytes()
-    page = html.render_report(results, pngs)
+    page = html.render_report(results, pngs, _token_view_from_disk(out, results))
     with atomic_open(out / REPORT_FILE) as fh:
         fh.write(page)
     return out / REPORT_FILE
+
+
+def _token_view_from_disk(out: Path, results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The token view from the table ``results.json`` names, if it is still there."""
+    from lamina.errors import TableError
+    from lamina.study import StudyOptions
+    from lamina.study.tokens import token_view
+    from lamina.table import read_table
+
+    relative = (results.get("provenance") or {}).get("table", {}).get("path")
+    if not relative or not (out / relative).is_file():
+        return None
+    params = results["parameters"]
+    try:
+        table = read_table(out / relative)
+        return token_view(table, StudyOptions(site=params["site"], layer=params["layer"]))
+    except TableError:
+        return None

@@ -22,6 +22,7 @@ from lamina.pipeline.reuse import table_matches
 from lamina.study import analyze_table
 from lamina.study.options import StudyOptions, WindowOptions, check_windows, notebook_windows
 from lamina.study.result import StudyResult
+from lamina.study.tokens import token_view
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -120,7 +121,9 @@ def run_study(
         table = _extract(model, loaded_text, windows, options, model_kwargs, progress, command_line)
     warming.join()
     result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
-    outputs = write_outputs(result, out_dir, table=None if reused else table)
+    outputs = write_outputs(
+        result, out_dir, table=None if reused else table, token_view=token_view(table, options)
+    )
     if reused:
         outputs.table = table_file
     return StudyRun(result=result, outputs=outputs, reused_table=reused, reuse_note=note)
@@ -154,7 +157,7 @@ def _reusable_table(
         model=model,
         text_sha256=loaded_text.provenance.sha256,
         windows=windows,
-        site=options.site,
+        site=options.analysed_sites,
         model_kwargs=model_kwargs,
     )
     return (candidate if matches else None), note
@@ -189,7 +192,7 @@ def analyze_path(
             )
     relative = os.path.relpath(Path(table_path), out_dir)
     result = analyze_table(table, options, command_line=command_line, table_path=relative)
-    outputs = write_outputs(result, out_dir)
+    outputs = write_outputs(result, out_dir, token_view=token_view(table, options))
     outputs.table = Path(table_path)
     return StudyRun(
         result=result, outputs=outputs, reused_table=True, reuse_note="analysed an existing table"
@@ -222,7 +225,7 @@ def _extract(
     return extract(
         loaded,
         loaded_text,
-        sites=(options.site,),
+        sites=options.analysed_sites,
         windows=windows.mode,
         window=windows.window,
         stride=windows.stride,
