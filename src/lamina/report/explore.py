@@ -20,7 +20,7 @@ from typing import Any
 
 from lamina._format import format_p
 from lamina.report._style import CORRECT_COLOR
-from lamina.stats.catalog import CORRECTION_LABELS, display_value, short
+from lamina.stats.catalog import display_value, short
 
 
 @functools.cache
@@ -42,7 +42,7 @@ def number(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}g}"
 
 
-def layer_tip(row: Mapping[str, Any], statistic: str, correction: str) -> list[list[str]]:
+def layer_tip(row: Mapping[str, Any], statistic: str) -> list[list[str]]:
     """The hover rows of one layer of a profile (a Part 6 or site row)."""
     stat = row["statistic"]
     null_mean = row["null_mean"]
@@ -50,21 +50,15 @@ def layer_tip(row: Mapping[str, Any], statistic: str, correction: str) -> list[l
         ["mean ln-norm, correct", f"{row['mean_log_norm_correct']:.4f}"],
         ["mean ln-norm, incorrect", f"{row['mean_log_norm_incorrect']:.4f}"],
         ["difference", f"{row['difference']:+.4f}"],
-        [
-            short(statistic),
-            number(None if stat is None else display_value(stat, statistic)),
-        ],
-        ["null mean", number(None if null_mean is None else display_value(null_mean, statistic))],
-        ["p (raw)", format_p(row["pvalue"])],
-        [f"p ({CORRECTION_LABELS[correction]})", format_p(row["pvalue_corrected"])],
+        [short(statistic), number(None if stat is None else display_value(stat, statistic))],
+        ["its null mean", number(None if null_mean is None else display_value(null_mean, statistic))],
+        ["p raw", format_p(row["pvalue"])],
+        ["p corrected", format_p(row["pvalue_corrected"])],
         ["significant", "yes" if row["significant"] else "no"],
         ["AUROC", f"{row['auroc']:.3f}"],
-        [
-            "Hedges' g [95% CI]",
-            f"{row['hedges_g']:+.3f} [{row['hedges_g_ci_low']:+.3f}, "
-            f"{row['hedges_g_ci_high']:+.3f}]",
-        ],
-        ["tokens (correct / incorrect)", f"{row['n_correct']:,} / {row['n_incorrect']:,}"],
+        ["Hedges' g", f"{row['hedges_g']:+.3f}"],
+        ["95% CI of g", f"{row['hedges_g_ci_low']:+.3f} to {row['hedges_g_ci_high']:+.3f}"],
+        ["tokens C / I", f"{row['n_correct']:,} / {row['n_incorrect']:,}"],
     ]
 
 
@@ -81,7 +75,7 @@ def profile_chart(results: Mapping[str, Any]) -> dict[str, Any]:
             "hi": row["hedges_g_ci_high"],
             "sig": bool(row["significant"]),
             "name": f"layer {row['layer']} ({p6['site']})",
-            "tip": layer_tip(row, statistic, p6["correction"]),
+            "tip": layer_tip(row, statistic),
         }
         for row in p6["layers"]
     ]

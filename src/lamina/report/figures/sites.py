@@ -141,17 +141,23 @@ def figure_sites_heads(results: Mapping[str, Any]) -> Figure:
         extent=(-0.5, len(layers) - 0.5, -0.5, n_heads - 0.5),
     )
     heads, cols = np.nonzero(sig)
-    ax.plot(cols, heads, linestyle="none", marker="o", markersize=3.2, color=OKABE_ITO["black"])
+    ax.plot(
+        cols,
+        heads,
+        linestyle="none",
+        marker="o",
+        markersize=4,
+        color=OKABE_ITO["black"],
+        markeredgecolor="white",
+        markeredgewidth=0.8,
+    )
     ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
     ax.set_yticks(range(n_heads))
     if len(layers) > 24:
         for label in ax.get_xticklabels()[1::2]:
             label.set_visible(False)
-    ax.set(
-        xlabel="Layer",
-        ylabel="Head",
-        title=f"attn_head: Hedges' g per head (dots: significant, {scope_words(sites)})",
-    )
+    ax.set(xlabel="Layer", ylabel="Head", title="attn_head: Hedges' g per layer and head")
+    fig.supxlabel(f"dots: significant ({scope_words(sites)})", fontsize=8, color="0.3")
     ax.spines[["right", "top"]].set_visible(True)
     for spine in ax.spines.values():
         spine.set_color(NULL_COLOR)
