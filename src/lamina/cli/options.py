@@ -38,14 +38,17 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """The model options; ``many``: ``--model`` may be repeated (a list, None if not given)."""
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
+        default=None if many else DEFAULT_MODEL,
+        action="append" if many else "store",
         metavar="M",
         help="Hugging Face hub id, local directory, .gguf file, or the embedded "
-        f"default alias (default: {DEFAULT_MODEL})",
+        f"default alias (default: {DEFAULT_MODEL})"
+        + ("; repeat it to run the study for each model and compare them" if many else ""),
     )
     g.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"

@@ -71,9 +71,7 @@ def write_outputs(
     check_out_dir(out)
     results = result.to_dict()
     rendered = render_figures(result, workers=workers)
-    page = html.render_report(
-        results, {name: r["png"] for name, r in rendered.items()}, token_view
-    )
+    page = html.render_report(results, {name: r["png"] for name, r in rendered.items()}, token_view)
     csv = layers_csv(results)
     text = dumps_results(results)
 

@@ -51,7 +51,10 @@ def layer_tip(row: Mapping[str, Any], statistic: str) -> list[list[str]]:
         ["mean ln-norm, incorrect", f"{row['mean_log_norm_incorrect']:.4f}"],
         ["difference", f"{row['difference']:+.4f}"],
         [short(statistic), number(None if stat is None else display_value(stat, statistic))],
-        ["its null mean", number(None if null_mean is None else display_value(null_mean, statistic))],
+        [
+            "its null mean",
+            number(None if null_mean is None else display_value(null_mean, statistic)),
+        ],
         ["p raw", format_p(row["pvalue"])],
         ["p corrected", format_p(row["pvalue_corrected"])],
         ["significant", "yes" if row["significant"] else "no"],
@@ -88,8 +91,9 @@ def profile_chart(results: Mapping[str, Any]) -> dict[str, Any]:
         "xTicks": [[layer, str(layer)] for layer in layers[::step]],
         "columns": True,
         "selects": True,
-        "series": [{"name": p6["site"], "color": CORRECT_COLOR, "marker": "circle",
-                    "points": points}],
+        "series": [
+            {"name": p6["site"], "color": CORRECT_COLOR, "marker": "circle", "points": points}
+        ],
     }
 
 

@@ -79,7 +79,9 @@ def site_profiles(
         else:
             prepared, columns = _prepare_site(table, site, options)
             perm = all_layers_test(prepared, options)
-        tests.append(_SiteTest(site, prepared, perm, columns, laminar_profile(perm, prepared, options)))
+        tests.append(
+            _SiteTest(site, prepared, perm, columns, laminar_profile(perm, prepared, options))
+        )
     run, method = _run_pvalues(tests, options)
     profiles = []
     start = 0
@@ -114,8 +116,11 @@ def _prepare_site(
         prepared = prepare_table(table, dataclasses.replace(options, site=site))
         return prepared, [(layer, None) for layer in prepared.layers]
     blocks = [np.asarray(head_matrix(table, layer)) for layer in layers]
-    columns = [(layer, head) for layer, block in zip(layers, blocks, strict=True)
-               for head in range(block.shape[1])]
+    columns = [
+        (layer, head)
+        for layer, block in zip(layers, blocks, strict=True)
+        for head in range(block.shape[1])
+    ]
     raw = np.hstack(blocks)
     # The matrix's columns are numbered 0..k-1; ``columns`` maps them to (layer, head).
     return prepare_matrix(table, site, raw, list(range(len(columns))), 0, options), columns

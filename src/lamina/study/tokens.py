@@ -86,8 +86,15 @@ def token_view(table: pa.Table, options: StudyOptions) -> dict[str, Any]:
     }
 
 
-_COLUMNS = ("text_pos", "token_id", "target_id", "correct", "target_rank", "target_logprob",
-            "entropy")
+_COLUMNS = (
+    "text_pos",
+    "token_id",
+    "target_id",
+    "correct",
+    "target_rank",
+    "target_logprob",
+    "entropy",
+)
 
 
 def _pages(n: int) -> list[tuple[int, int]]:

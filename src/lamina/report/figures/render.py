@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from lamina.report._style import DPI, FIGURE_NAMES, PNG_METADATA, RC_PARAMS, SVG_METADATA
 from lamina.report.figures.accuracy import figure_part2
+from lamina.report.figures.compare import figure_compare
 from lamina.report.figures.divergences import figure_part4
 from lamina.report.figures.layer import figure_part3
 from lamina.report.figures.profile import figure_part6
@@ -165,6 +166,17 @@ def render_figures(
         for name in names:
             rendered[name] = _render(builders[name], formats)
     return {name: rendered[name] for name in names}
+
+
+def render_compare_figure(
+    comparison, formats: tuple[str, ...] = ("png", "svg")
+) -> dict[str, bytes]:
+    """The comparison's figure (``compare_profiles``) as ``{format: bytes}``."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    return _render(lambda: figure_compare(comparison), formats)
 
 
 def warm_up() -> None:
