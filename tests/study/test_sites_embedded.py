@@ -39,7 +39,7 @@ def test_each_site_equals_its_own_run(embedded, alice, every_site, site):
 
 
 def test_heads_equal_a_run_of_attn_head_alone(embedded, alice, every_site):
-    table, result = every_site
+    _, result = every_site
     alone = extract(
         embedded,
         alice,

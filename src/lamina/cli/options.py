@@ -249,6 +249,11 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
         help="notebook: reproduce the reference notebook's numbers, flaws included "
         f"(regression only; {aliases})",
     )
+    _add_sites_analysis_args(g, d)
+
+
+def _add_sites_analysis_args(g: Any, d: StudyOptions) -> None:
+    """``--sites`` and ``--correction-scope``: the sites analysed besides ``--site``."""
     g.add_argument(
         "--sites",
         dest="analysis_sites",
