@@ -186,3 +186,25 @@ def test_the_comparison_report_is_self_contained(runs):
     assert not re.search(r"""<(script|link|img)[^>]*\s(src|href)=["'](?!data:)""", page)
     assert re.findall(r"<script([^>]*)>", page) == [' type="application/json" id="lamina-data"', ""]
     assert 'id="comparison"' in page and page.count("<tr>") >= 3
+
+
+def test_every_site_of_a_run_is_its_own_series(runs):
+    common = ["--text", runs / "text.txt", *ANALYSIS, "--no-progress"]
+    code, stdout, err = lamina(
+        ["run", "--model", runs / "tiny2", "--sites", "all", *common, "--out", runs / "sites"]
+    )
+    assert code == 0, err
+    assert "attn_head     " in stdout and "sites  significant" in stdout
+    lines = (runs / "sites" / "layers.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3 * 2 + 2 * 4  # three sites of 2 layers, 2 layers x 4 heads
+    code, _, err = lamina(["compare", runs / "both" / "tiny2", runs / "sites", "--out", runs / "s"])
+    assert code == 0, err
+    comparison = json.loads((runs / "s" / "comparison.json").read_text())
+    assert [(s["run"], s["site"]) for s in comparison["series"]] == [
+        (0, "attn_out"),
+        (1, "attn_out"),
+        (1, "mlp_out"),
+        (1, "resid_post"),
+    ]
+    assert comparison["series"][2]["label"].endswith(" · mlp_out")
+    assert any("attn_head" in note for note in comparison["notes"])

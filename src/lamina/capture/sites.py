@@ -128,7 +128,9 @@ def parse_sites(sites: str | Iterable[str]) -> tuple[str, ...]:
         raise CaptureError(f"no site given; choose one or more of {', '.join(SITES)}.")
     for name in names:
         if name not in SITES:
-            raise CaptureError(f"unknown site {name!r}; choose one or more of {', '.join(SITES)}.")
+            raise CaptureError(
+                f"unknown site {name!r}; choose one or more of {', '.join(SITES)}, or all."
+            )
     return tuple(site for site in SITES if site in names)
 
 

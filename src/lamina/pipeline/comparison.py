@@ -10,6 +10,7 @@ writes files.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import PurePath
 from typing import Any
 
 from lamina import __version__
@@ -88,7 +89,11 @@ def run_summary(results: Mapping[str, Any], directory: str) -> dict[str, Any]:
 
 
 def run_labels(runs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Short labels that tell the runs apart: only what differs between them."""
+    """Short labels that tell the runs apart: only what differs between them.
+
+    Runs that differ in none of model, text and windows are named by their
+    directory's name (its whole path when two names are the same).
+    """
     parts: list[list[str]] = [[] for _ in runs]
     if len({r["fingerprint"] or r["model"] for r in runs}) > 1:
         for part, r in zip(parts, runs, strict=True):
@@ -99,7 +104,7 @@ def run_labels(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     if len({(r["windows"], r["window"], r["n_tokens"]) for r in runs}) > 1:
         for part, r in zip(parts, runs, strict=True):
             part.append(f"{r['windows']} windows, {r['n_tokens']:,} tokens")
-    labels = [", ".join(p) or r["dir"] for p, r in zip(parts, runs, strict=True)]
+    labels = [", ".join(p) or PurePath(r["dir"]).name for p, r in zip(parts, runs, strict=True)]
     if len(set(labels)) < len(labels):
         labels = [f"{label} ({r['dir']})" for label, r in zip(labels, runs, strict=True)]
     return labels
