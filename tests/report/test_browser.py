@@ -183,6 +183,9 @@ def test_hovering_a_token_shows_its_numbers(driver, explore):
         assert (
             driver.find_element(By.CSS_SELECTOR, "#tv-info strong").text == f"token {k + 1} of 300"
         )
+    # markup in a token's text is shown as text, never parsed
+    assert "<b>&" in driver.find_element(By.ID, "tv-text").text
+    assert driver.find_elements(By.CSS_SELECTOR, "#tv-text b, #tv-info b") == []
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
 
 

@@ -110,7 +110,7 @@ def add_site_args(p: argparse.ArgumentParser, default: str) -> None:
         "--sites",
         default=default,
         metavar="S[,S...]",
-        help=f"comma-separated sites: {', '.join(SITES)} (default: {default})",
+        help=f"comma-separated sites: {', '.join(SITES)}, or all (default: {default})",
     )
     g.add_argument(
         "--site-template",
