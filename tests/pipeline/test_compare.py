@@ -181,6 +181,13 @@ def test_one_run_is_not_a_comparison(runs):
     assert code == 2 and "at least two run directories" in stderr
 
 
+def test_the_comparison_never_replaces_a_compared_runs_report(runs):
+    before = (runs / "fewer" / "report.html").read_bytes()
+    code, _, stderr = lamina(["compare", runs / "ks", runs / "fewer", "--out", runs / "fewer"])
+    assert code == 2 and "is one of the compared runs" in stderr
+    assert (runs / "fewer" / "report.html").read_bytes() == before
+
+
 def test_the_comparison_report_is_self_contained(runs):
     page = (runs / "both" / "compare" / "report.html").read_text()
     assert not re.search(r"""<(script|link|img)[^>]*\s(src|href)=["'](?!data:)""", page)

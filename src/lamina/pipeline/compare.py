@@ -115,6 +115,11 @@ def compare_runs(
         raise InputError("a comparison needs at least two run directories; give two or more.")
     out_dir = Path(out)
     check_out_dir(out_dir)
+    if any(out_dir.resolve() == d.resolve() for d in directories):
+        raise InputError(
+            f"--out {out_dir} is one of the compared runs, whose report it would replace; "
+            "pick another directory."
+        )
     results = [load_results(d) for d in directories]
     first = results[0]["parameters"]
     reanalysed: list[str | None] = [None] * len(results)
