@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 import pytest
@@ -125,3 +126,28 @@ def test_decoded_lengths_memoises_each_id():
     np.testing.assert_array_equal(lengths, expected)
     decoded_lengths(CountingTokenizer(), np.array([5, 300, 9]), cache)
     assert calls == [3, 1]
+
+
+def test_prediction_and_token_strings_equal_a_direct_recomputation():
+    """``pred_id`` is the argmax of the logits; ``vocab`` decodes every id the table uses."""
+    loaded = tiny_loaded("gpt2", seed=0)
+    text = _greedy_text()
+    tokens = tokenize(loaded.tokenizer, text)
+    table = extract(loaded, text, window=24, stride=8, progress=False)
+    rows = table.to_pandas()
+    assert table.schema.field("pred_id").type == "int32"
+    for _, group in rows.groupby("window"):
+        start = int((group["text_pos"] - group["ctx_pos"]).iloc[0])
+        stop = int(group["text_pos"].max()) + 1
+        with torch.no_grad():
+            logits = loaded.model(torch.from_numpy(tokens[start:stop])[None]).logits[0].numpy()
+        np.testing.assert_array_equal(group["pred_id"], logits[group["ctx_pos"]].argmax(axis=1))
+    np.testing.assert_array_equal(rows["correct"], rows["pred_id"] == rows["target_id"])
+    vocab = json.loads(table.schema.metadata[b"lamina"])["vocab"]
+    used = set(rows["token_id"]) | set(rows["target_id"]) | set(rows["pred_id"])
+    assert set(vocab) == {str(i) for i in used}
+    assert all(vocab[str(i)] == loaded.tokenizer.decode([i]) for i in used)
+    scores = score_next_tokens(
+        torch.tensor([[0.0, 2.0, 2.0], [3.0, 1.0, 0.0]]), torch.tensor([2, 0])
+    )
+    assert scores["pred_id"].tolist() == [1, 0]  # the first index of the largest logit

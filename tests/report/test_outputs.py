@@ -84,7 +84,10 @@ def test_report_is_self_contained_and_shows_all_parts(outputs):
     for k in range(1, 7):
         assert f'<section id="part{k}">' in page
         assert f"Part {k}:" in page
-    assert "<script" not in page
+    # one inline script (the interactive views) and its data; nothing loaded from anywhere
+    scripts = re.findall(r"<script([^>]*)>", page)
+    assert scripts == [' type="application/json" id="lamina-data"', ""]
+    assert not re.search(r"""<(script|link|img|iframe)[^>]*\s(src|href)=["'](?!data:)""", page)
     assert not re.search(r"""(src|href)=["']https?:""", page)
     sources = re.findall(r'<img src="data:image/png;base64,([^"]+)"', page)
     assert len(sources) == len(FIGURE_NAMES)
@@ -132,7 +135,9 @@ def test_notebook_mode_is_said_in_the_figures_and_report(tmp_path):
     assert "notebook compatibility mode" in result.headline
     svg = (tmp_path / "figures" / "part6_laminar_profile.svg").read_bytes()
     assert b"notebook compatibility" in svg
-    assert written.layers.read_text().splitlines()[1].endswith(",none,notebook")
+    header, first = (line.split(",") for line in written.layers.read_text().splitlines()[:2])
+    row = dict(zip(header, first, strict=True))
+    assert (row["correction"], row["compat"], row["site"]) == ("none", "notebook", "attn_out")
     assert np.isnan(result.part6.layers[0].pvalue_maxstat)
     assert result.to_dict()["part6"]["layers"][0]["pvalue_maxstat"] is None
     # the console summary never calls the notebook's symmetric_KL "JS"

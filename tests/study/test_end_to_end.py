@@ -175,3 +175,26 @@ def test_two_runs_give_the_same_results_json(tiny, tmp_path, monkeypatch):
         assert "extracting" in stderr
         texts.append((tmp_path / name / "out" / "results.json").read_text())
     assert without_created_and_timings(texts[0]) == without_created_and_timings(texts[1])
+
+
+def test_the_report_rebuilds_with_its_token_view(tiny, tmp_path):
+    """`lamina report` rebuilds the token view from the table; without the table it says so."""
+    import re
+    import shutil
+
+    root, _, _, _ = tiny
+    out = tmp_path / "out"
+    shutil.copytree(root / "out", out)
+    page = (out / "report.html").read_text()
+    data = json.loads(re.search(r'id="lamina-data">(.*?)</script>', page, re.S).group(1))
+    table = pq.read_table(out / "tokens.parquet")
+    tokens = data["tokens"]
+    assert tokens["available"] and tokens["n_shown"] == table.num_rows
+    assert tokens["target"] == table.column("target_id").to_pylist()
+    assert tokens["pred"] == table.column("pred_id").to_pylist()
+    (out / "report.html").unlink()
+    assert lamina(["report", out])[0] == 0
+    assert (out / "report.html").read_text() == page
+    (out / "tokens.parquet").unlink()
+    assert lamina(["report", out])[0] == 0
+    assert "The token view is omitted" in (out / "report.html").read_text()

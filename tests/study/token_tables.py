@@ -137,3 +137,66 @@ def save_tiny_gpt2(folder, seed: int = 0) -> None:
     model, tokenizer = tiny_model("gpt2", seed)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+
+
+WORDS = ["the", " Rabbit", " Alice", ",", " said", " very", "\n", " <b>&", " Queen", "'s"]
+
+
+def multi_site_table(
+    n_tokens: int = 400,
+    n_layers: int = 4,
+    n_heads: int = 3,
+    *,
+    sites: tuple[str, ...] = ("attn_out", "mlp_out", "resid_post", "attn_head"),
+    vocab: bool = True,
+    seed: int = 0,
+):
+    """A token table with several sites (and per-head norms), ``pred_id`` and token strings.
+
+    Each site has its own planted effect: ``attn_out`` at layer 1, ``mlp_out`` at layer 2,
+    ``resid_post`` nowhere, ``attn_head`` at head 0 of layer 1. With ``vocab`` the table has
+    the ``pred_id`` column and the ``vocab`` metadata that extraction writes now (ids 0-9 are
+    the strings of :data:`WORDS`).
+    """
+    rng = np.random.default_rng(seed + 1)
+    correct, norms = separated_norms(n_tokens, n_layers, shift_layers=(1,), seed=seed)
+    table = token_table(correct, norms, seed=seed)
+    shifts = {"mlp_out": (2,), "resid_post": ()}
+    for site in sites:
+        if site in ("attn_out", "attn_head"):
+            continue
+        log = rng.normal(1.0, 0.5, (n_tokens, n_layers))
+        for layer in shifts[site]:
+            log[correct, layer] += 0.4
+        for layer in range(n_layers):
+            table = table.append_column(
+                f"{site}.{layer}", pa.array(np.exp(log[:, layer]).astype(np.float32))
+            )
+    if "attn_head" in sites:
+        for layer in range(n_layers):
+            log = rng.normal(0.0, 0.5, (n_tokens, n_heads))
+            if layer == 1:
+                log[correct, 0] += 0.5
+            for head in range(n_heads):
+                name = f"attn_head.{layer}.{head}"
+                table = table.append_column(name, pa.array(np.exp(log[:, head]).astype(np.float32)))
+    if "attn_out" not in sites:
+        table = table.drop_columns([f"attn_out.{layer}" for layer in range(n_layers)])
+    meta = json.loads(table.schema.metadata[b"lamina"])
+    meta["sites"] = list(sites)
+    meta["n_heads"] = n_heads
+    if vocab:
+        target = table.column("target_id").to_numpy() % len(WORDS)
+        pred = np.where(correct, target, (target + 1) % len(WORDS)).astype(np.int32)
+        table = table.set_column(
+            table.column_names.index("target_id"), "target_id", pa.array(target.astype(np.int32))
+        )
+        table = table.set_column(
+            table.column_names.index("token_id"),
+            "token_id",
+            pa.array((table.column("token_id").to_numpy() % len(WORDS)).astype(np.int32)),
+        )
+        table = table.add_column(10, "pred_id", pa.array(pred))
+        meta["format_version"] = 2
+        meta["vocab"] = {str(i): word for i, word in enumerate(WORDS)}
+    return table.replace_schema_metadata({"lamina": json.dumps(meta)})

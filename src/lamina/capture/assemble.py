@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 from lamina import __version__
 from lamina._io import atomic_path
 from lamina.capture.plan import ExtractionPlan
-from lamina.capture.scoring import decoded_lengths
+from lamina.capture.scoring import decoded_lengths, token_strings
 from lamina.capture.shards import load_manifest, read_shard
 from lamina.errors import CaptureError, TableError
 from lamina.table import FORMAT_VERSION, SCORE_COLUMNS, build_table
@@ -102,11 +102,14 @@ def assemble_table(
     metadata: dict[str, Any],
     *,
     allow_nonfinite: bool = False,
+    tokenizer: Any = None,
 ) -> pa.Table:
     """The token table: the skeleton, the shards' columns (in plan order), the metadata.
 
     The ``nonfinite`` column is kept only with ``allow_nonfinite``; without it, a
-    reused shard that marked rows (computed with it) is refused.
+    reused shard that marked rows (computed with it) is refused. With the
+    ``tokenizer``, the metadata's ``vocab`` holds the text of every token,
+    target and prediction of the table (for the report's token view).
     """
     columns = dict(skeleton_columns)
     names = list(computed[0]) if computed else []
@@ -126,7 +129,11 @@ def assemble_table(
         if name not in ordered and name in columns:
             ordered[name] = columns[name]
     created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return build_table(ordered, {**metadata, "created": created})
+    metadata = {**metadata, "created": created}
+    if tokenizer is not None:
+        ids = (ordered["token_id"], ordered["target_id"], ordered["pred_id"])
+        metadata["vocab"] = token_strings(tokenizer, *ids)
+    return build_table(ordered, metadata)
 
 
 def table_from_shards(shards_dir: str | Path, *, allow_nonfinite: bool = False) -> pa.Table:

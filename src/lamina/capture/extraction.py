@@ -245,7 +245,9 @@ def extract(
         "extraction": extraction,
     }
     computed = [results[shard.key] for shard in plan.shards]
-    return assemble_table(bones, computed, metadata, allow_nonfinite=allow_nonfinite)
+    return assemble_table(
+        bones, computed, metadata, allow_nonfinite=allow_nonfinite, tokenizer=tokenizer
+    )
 
 
 def _run_here(

@@ -287,7 +287,13 @@ def extract_with_ray(
         "extraction": {"engine": "ray", "workers": workers, **counts},
     }
     computed = [done.results[shard.key] for shard in plan.shards]
-    return assemble_table(done.skeleton, computed, metadata, allow_nonfinite=allow_nonfinite)
+    return assemble_table(
+        done.skeleton,
+        computed,
+        metadata,
+        allow_nonfinite=allow_nonfinite,
+        tokenizer=driver.tokenizer,
+    )
 
 
 @dataclasses.dataclass

@@ -2,7 +2,8 @@
 
 :func:`score_next_tokens` reads the logits of the scored positions in float32,
 a chunk of rows at a time into reused buffers; :func:`decoded_lengths` gives
-each target token's length in characters, decoding every distinct id once.
+each target token's length in characters, decoding every distinct id once;
+:func:`token_strings` the decoded text of every id a table uses.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ def score_next_tokens(
 
     ``logits`` is ``(n, vocab)`` (any float dtype; scored in float32), ``targets``
     is ``(n,)``. Returns tensors of shape ``(n,)``: ``correct`` (bool, the first
-    index of the largest logit equals the target), ``pred_id`` (int32, that index),
-    ``target_rank`` (int32,
+    index of the largest logit equals the target), ``pred_id`` (int32, the top-1
+    prediction: that index), ``target_rank`` (int32,
     vocabulary entries with a logit strictly greater than the target's; 0 =
     top-1), ``target_logprob`` (float32, log-softmax at the target, nats) and
     ``entropy`` (float32, of the softmax distribution, nats). Rows are scored
@@ -73,6 +74,17 @@ def score_next_tokens(
         "target_logprob": target_logit - largest - log_partition,
         "entropy": log_partition - weighted / partition,
     }
+
+
+def token_strings(tokenizer: Any, *id_arrays: np.ndarray) -> dict[str, str]:
+    """``{str(id): tokenizer.decode([id])}`` for every distinct id of the arrays, ascending.
+
+    The token table keeps this map in its metadata (``vocab``), so a report can
+    show the scored text and the predictions without the tokenizer.
+    """
+    ids = np.unique(np.concatenate([np.ravel(a) for a in id_arrays])) if id_arrays else []
+    texts = tokenizer.batch_decode([[int(i)] for i in ids])
+    return {str(int(i)): text for i, text in zip(ids, texts, strict=True)}
 
 
 def decoded_lengths(tokenizer: Any, token_ids: np.ndarray, cache: dict[int, int] | None = None):

@@ -158,17 +158,21 @@ class ResolvedSites:
 
 
 def parse_sites(sites: str | Iterable[str]) -> tuple[str, ...]:
-    """Normalise a site list (``"attn_out,mlp_out"`` or an iterable) to table order.
+    """Normalise a site list (``"attn_out,mlp_out"``, ``"all"`` or an iterable) to table order.
 
     Raises :class:`CaptureError` for an unknown or empty site list.
     """
     names = sites.split(",") if isinstance(sites, str) else list(sites)
     names = [name.strip() for name in names if name and name.strip()]
+    if names == ["all"]:
+        return SITES
     if not names:
         raise CaptureError(f"no site given; choose one or more of {', '.join(SITES)}.")
     for name in names:
         if name not in SITES:
-            raise CaptureError(f"unknown site {name!r}; choose one or more of {', '.join(SITES)}.")
+            raise CaptureError(
+                f"unknown site {name!r}; choose one or more of {', '.join(SITES)}, or all."
+            )
     return tuple(site for site in SITES if site in names)
 
 

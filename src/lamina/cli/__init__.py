@@ -113,13 +113,17 @@ def _add_study_commands(command) -> None:
         "the whole study: extract (or re-use DIR/tokens.parquet), analyse, write "
         "results, figures and the report",
     )
-    add_model_args(p)
+    add_model_args(p, many=True)
     add_text_args(p)
     add_window_args(p, default="middle")
     add_extraction_args(p)
     add_analysis_args(p)
     p.add_argument(
-        "--out", default="lamina-out", metavar="DIR", help="output directory (default: lamina-out)"
+        "--out",
+        default="lamina-out",
+        metavar="DIR",
+        help="output directory (default: lamina-out; with several --model, one directory per "
+        "model in it and the comparison in DIR/compare)",
     )
     p.add_argument(
         "--no-reuse",
@@ -148,6 +152,26 @@ def _add_study_commands(command) -> None:
         "report", commands.cmd_report, "rebuild DIR/report.html from DIR/results.json and figures"
     )
     p.add_argument("dir", metavar="DIR", help="a study output directory")
+
+    p = command(
+        "compare",
+        commands.cmd_compare,
+        "put finished runs side by side: their profiles, a table and a report",
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="output directories of finished runs")
+    p.add_argument(
+        "--out",
+        default="lamina-compare",
+        metavar="DIR",
+        help="directory of the comparison (default: lamina-compare)",
+    )
+    p.add_argument(
+        "--reanalyze",
+        action="store_true",
+        help="re-analyse runs whose analysis settings differ from the first run's, from their "
+        "token tables, with the first run's settings (otherwise incomparable runs are refused)",
+    )
+    add_progress_arg(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

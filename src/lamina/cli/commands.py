@@ -120,24 +120,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lamina.pipeline import run_study
     from lamina.report.summary import format_summary
 
-    run = run_study(
-        args.model,
-        args.text,
+    options, windows, extraction = (
+        study_options(args),
+        window_options(args),
+        extraction_options(args),
+    )
+
+    def run(model: str | None, out) -> object:
+        return run_study(
+            model,
+            args.text,
+            out,
+            options=options,
+            windows=windows,
+            model_kwargs=model_kwargs(args),
+            extraction=extraction,
+            reuse=not args.no_reuse,
+            progress=_progress(args),
+            command_line=args.command_line,
+            log=lambda line: print(line, file=sys.stderr),
+            keep_boilerplate=args.keep_boilerplate,
+            text_field=args.text_field,
+            skip_bad_docs=args.skip_bad_docs,
+            max_text_bytes=args.max_text_bytes,
+        )
+
+    models = list(dict.fromkeys(args.model or [None]))
+    if len(models) == 1:
+        result = run(models[0], args.out)
+        print(format_summary(result.result.to_dict(), str(result.outputs.report)))
+        return 0
+    from lamina.pipeline.compare import run_models
+
+    runs, compared = run_models(
+        models,
         args.out,
-        options=study_options(args),
-        windows=window_options(args),
-        model_kwargs=model_kwargs(args),
-        extraction=extraction_options(args),
-        reuse=not args.no_reuse,
-        progress=_progress(args),
+        run,
         command_line=args.command_line,
         log=lambda line: print(line, file=sys.stderr),
-        keep_boilerplate=args.keep_boilerplate,
-        text_field=args.text_field,
-        skip_bad_docs=args.skip_bad_docs,
-        max_text_bytes=args.max_text_bytes,
     )
-    print(format_summary(run.result.to_dict(), str(run.outputs.report)))
+    for result in runs:
+        print(format_summary(result.result.to_dict(), str(result.outputs.report)))
+        print()
+    print(f"comparison: {compared.report}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lamina.pipeline.compare import compare_runs
+
+    compared = compare_runs(
+        args.dirs,
+        args.out,
+        reanalyze=args.reanalyze,
+        command_line=args.command_line,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    for row in compared.comparison["table"]:
+        print(
+            f"{row['label']:<40.40} {row['site']:<10} {row['n_significant']:>3} of "
+            f"{row['n_tests']:<3} significant; peak |g| at layer {row['peak_layer']} "
+            f"(depth {row['peak_relative_depth']:.2f}): g = {row['peak_hedges_g']:+.3f}"
+        )
+    print(f"comparison: {compared.report}")
     return 0
 
 

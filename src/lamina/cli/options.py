@@ -13,7 +13,13 @@ from typing import Any
 from lamina.capture.sites import SITES
 from lamina.sources import DEFAULT_MODEL, DEFAULT_TEXT
 from lamina.stats.catalog import ALTERNATIVES, BIN_RULES, CORRECTIONS, STATISTICS
-from lamina.study.options import COMPAT_ALIASES, COMPAT_MODES, StudyOptions, WindowOptions
+from lamina.study.options import (
+    COMPAT_ALIASES,
+    COMPAT_MODES,
+    CORRECTION_SCOPES,
+    StudyOptions,
+    WindowOptions,
+)
 
 
 def common_parent() -> argparse.ArgumentParser:
@@ -32,14 +38,17 @@ def add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
-def add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """The model options; ``many``: ``--model`` may be repeated (a list, None if not given)."""
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
+        default=None if many else DEFAULT_MODEL,
+        action="append" if many else "store",
         metavar="M",
         help="Hugging Face hub id, local directory, .gguf file, or the embedded "
-        f"default alias (default: {DEFAULT_MODEL})",
+        f"default alias (default: {DEFAULT_MODEL})"
+        + ("; repeat it to run the study for each model and compare them" if many else ""),
     )
     g.add_argument(
         "--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps"
@@ -191,7 +200,7 @@ def add_site_args(p: argparse.ArgumentParser, default: str) -> None:
         "--sites",
         default=default,
         metavar="S[,S...]",
-        help=f"comma-separated sites: {', '.join(SITES)} (default: {default})",
+        help=f"comma-separated sites: {', '.join(SITES)}, or all (default: {default})",
     )
     g.add_argument(
         "--site-template",
@@ -341,6 +350,39 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
         help="notebook: reproduce the reference notebook's numbers, flaws included "
         f"(regression only; {aliases})",
     )
+    _add_sites_analysis_args(g, d)
+
+
+def _add_sites_analysis_args(g: Any, d: StudyOptions) -> None:
+    """``--sites`` and ``--correction-scope``: the sites analysed besides ``--site``."""
+    g.add_argument(
+        "--sites",
+        dest="analysis_sites",
+        default=None,
+        metavar="S[,S...]|all",
+        help=f"analyse these sites too, each with its laminar profile ({', '.join(SITES)}, "
+        "or all; attn_head per head); --site stays the site of Parts 1-6",
+    )
+    g.add_argument(
+        "--correction-scope",
+        choices=CORRECTION_SCOPES,
+        default=d.correction_scope,
+        help="with several sites, correct over every test of the run or over each site's "
+        f"tests (default: {d.correction_scope}; both are reported)",
+    )
+
+
+def analysis_sites(value: str | None) -> tuple[str, ...]:
+    """The sites of ``--sites`` (``all``: every site lamina knows), checked by name."""
+    if value is None:
+        return ()
+    from lamina.capture.sites import parse_sites
+
+    if value.strip() == "all":
+        return SITES
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    parse_sites(names)  # one sentence for an unknown name
+    return tuple(dict.fromkeys(names))
 
 
 def study_options(args: argparse.Namespace) -> StudyOptions:
@@ -358,4 +400,6 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
         seed=args.seed,
         sweep_bins=(args.sweep_bins[0], args.sweep_bins[1]),
         compat=args.compat,
+        sites=analysis_sites(args.analysis_sites),
+        correction_scope=args.correction_scope,
     )

@@ -3,8 +3,10 @@
 ``tokens.parquet``  the token table
 ``results.json``    every number, its parameters and units (``docs/results-format.md``)
 ``layers.csv``      one row per layer (Part 6)
-``figures/``        one PNG and one SVG per figure, named by part (Parts 2-6)
+``figures/``        one PNG and one SVG per figure, named by part (Parts 2-6), and the
+                    sites' figures when the run analysed several sites or attn_head
 ``report.html``     one self-contained page with provenance, headline, tables, figures
+                    and the interactive profile and token view
 
 The set is replaced as one (:mod:`lamina._staging`): a writer locks the directory,
 writes the new set into a staging directory inside it and moves it into place at the
@@ -15,9 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lamina._io import atomic_open
 from lamina._staging import StagedOutputs, remove_stale
@@ -83,6 +85,7 @@ def write_outputs(
     workers: int | None = None,
     timings: Stopwatch | None = None,
     staged: StagedOutputs | None = None,
+    token_view: Mapping[str, Any] | None = None,
 ) -> StudyOutputs:
     """Render the figures and report in memory, then write the output set as one.
 
@@ -92,7 +95,8 @@ def write_outputs(
     figures' and the report's seconds and is recorded in ``results.json``.
     ``staged``: the staging directory of an :func:`output_set` the caller holds
     (the set is moved into place when that block ends); without it, this call
-    opens and commits its own.
+    opens and commits its own. ``token_view`` is the report's token view
+    (:func:`lamina.study.tokens.token_view`); None omits it, saying so.
     """
     from lamina.report import html
     from lamina.report.figures.render import render_figures
@@ -103,14 +107,21 @@ def write_outputs(
     if staged is None:
         with output_set(out) as own:
             return write_outputs(
-                result, out, table=table, workers=workers, timings=timings, staged=own
+                result,
+                out,
+                table=table,
+                workers=workers,
+                timings=timings,
+                staged=own,
+                token_view=token_view,
             )
     clock = timings or Stopwatch()
     clock.mark()
     rendered = render_figures(result, workers=workers)
     clock.lap("figures")
     results = result.to_dict()
-    page = html.render_report(results, {name: r["png"] for name, r in rendered.items()})
+    pngs = {name: r["png"] for name, r in rendered.items()}
+    page = html.render_report(results, pngs, token_view)
     csv = layers_csv(results)
     stage = staged.path
     written: list[Path] = []
@@ -145,11 +156,15 @@ def write_outputs(
 
 
 def rebuild_report(out_dir: str | Path) -> Path:
-    """Rebuild ``DIR/report.html`` from ``DIR/results.json`` and ``DIR/figures/*.png``."""
+    """Rebuild ``DIR/report.html`` from ``DIR/results.json``, ``DIR/figures/*.png`` and the table.
+
+    The token view is rebuilt from the token table that ``results.json`` names
+    (relative to ``DIR``); without it the report says the view is omitted.
+    """
     from jinja2 import TemplateError
 
     from lamina.report import html
-    from lamina.report.figures import FIGURE_NAMES
+    from lamina.report.figures.render import figure_names
 
     out = Path(out_dir)
     check_out_dir(out)
@@ -159,7 +174,7 @@ def rebuild_report(out_dir: str | Path) -> Path:
         # Read under the lock, after any interrupted commit was finished: one set.
         results = load_results(out)
         pngs: dict[str, bytes] = {}
-        for name in FIGURE_NAMES:
+        for name in figure_names(results):
             path = out / FIGURES_DIR / f"{name}.png"
             if not path.is_file():
                 raise OutputError(
@@ -167,7 +182,7 @@ def rebuild_report(out_dir: str | Path) -> Path:
                 )
             pngs[name] = path.read_bytes()
         try:
-            page = html.render_report(results, pngs)
+            page = html.render_report(results, pngs, _token_view_from_disk(out, results))
         except (TemplateError, TypeError, KeyError, ValueError, AttributeError) as exc:
             raise OutputError(
                 f"{out / RESULTS_FILE} cannot be rendered ({type(exc).__name__}: "
@@ -177,3 +192,21 @@ def rebuild_report(out_dir: str | Path) -> Path:
         with atomic_open(staged / REPORT_FILE) as fh:
             fh.write(page)
     return out / REPORT_FILE
+
+
+def _token_view_from_disk(out: Path, results: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The token view from the table ``results.json`` names, if it is still there."""
+    from lamina.errors import TableError
+    from lamina.study import StudyOptions
+    from lamina.study.tokens import token_view
+    from lamina.table import read_table
+
+    relative = (results.get("provenance") or {}).get("table", {}).get("path")
+    if not relative or not (out / relative).is_file():
+        return None
+    params = results["parameters"]
+    try:
+        table = read_table(out / relative)
+        return token_view(table, StudyOptions(site=params["site"], layer=params["layer"]))
+    except TableError:
+        return None

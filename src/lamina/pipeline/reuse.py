@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lamina.capture.windows import default_stride, default_window
@@ -15,10 +15,13 @@ def table_matches(
     model: str,
     text_sha256: str,
     windows: WindowOptions,
-    site: str,
+    site: str | Iterable[str],
     model_kwargs: Mapping[str, Any] | None = None,
 ) -> tuple[bool, str]:
-    """Whether a table's metadata matches a run's model, text and windows; and why not."""
+    """Whether a table's metadata matches a run's model, text and windows; and why not.
+
+    ``site`` is the site, or the sites, the run analyses: the table must have each.
+    """
     model_kwargs = dict(model_kwargs or {})
     m = meta.get("model", {})
     if m.get("spec") != model:
@@ -44,6 +47,7 @@ def table_matches(
     for key, value in want.items():
         if w.get(key) != value:
             return False, f"it used windows {key}={w.get(key)!r}, not {value!r}"
-    if site not in meta.get("sites", []):
-        return False, f"it has no {site!r} site"
+    for wanted in [site] if isinstance(site, str) else site:
+        if wanted not in meta.get("sites", []):
+            return False, f"it has no {wanted!r} site"
     return True, "same model, text and windows"

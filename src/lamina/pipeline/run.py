@@ -24,6 +24,7 @@ from lamina.pipeline.timing import Stopwatch
 from lamina.study import analyze_table
 from lamina.study.options import StudyOptions, WindowOptions, check_windows, notebook_windows
 from lamina.study.result import StudyResult
+from lamina.study.tokens import token_view
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -134,7 +135,12 @@ def run_study(
         result = analyze_table(table, options, command_line=command_line, table_path=TOKENS_FILE)
         clock.lap("analysis")
         outputs = write_outputs(
-            result, out_dir, table=None if reused else table, timings=clock, staged=staged
+            result,
+            out_dir,
+            table=None if reused else table,
+            timings=clock,
+            staged=staged,
+            token_view=token_view(table, options),
         )
     if reused:
         outputs.table = out_dir / TOKENS_FILE
@@ -180,7 +186,7 @@ def _table_for(
             job.corpus,
             job.windows,
             job.options,
-            sites=(job.options.site,),
+            sites=job.options.analysed_sites,
             model_kwargs=job.model_kwargs,
             extraction=job.extraction,
             shards_dir=job.out_dir / SHARDS_DIR,
@@ -216,7 +222,7 @@ def _reusable_table(table_file: Path, job: RunJob) -> tuple[pa.Table | None, str
         model=job.model,
         text_sha256=job.corpus.sha256,
         windows=windows,
-        site=job.options.site,
+        site=job.options.analysed_sites,
         model_kwargs=job.model_kwargs,
     )
     if matches and not job.extraction.allow_nonfinite and "nonfinite" in candidate.column_names:
@@ -263,7 +269,9 @@ def analyze_path(
         clock.lap("load")
         result = analyze_table(table, options, command_line=command_line, table_path=relative)
         clock.lap("analysis")
-        outputs = write_outputs(result, out_dir, timings=clock, staged=staged)
+        outputs = write_outputs(
+            result, out_dir, timings=clock, staged=staged, token_view=token_view(table, options)
+        )
     outputs.table = Path(table_path)
     return StudyRun(
         result=result, outputs=outputs, reused_table=True, reuse_note="analysed an existing table"

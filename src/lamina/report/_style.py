@@ -42,6 +42,33 @@ FIGURE_TITLES = {
     "part6_laminar_profile": "Part 6: laminar profile over all layers",
 }
 
+# Figures drawn only when the results call for them: several sites, attn_head, a comparison.
+SITE_SERIES = (
+    (OKABE_ITO["blue"], "o"),
+    (OKABE_ITO["orange"], "s"),
+    (OKABE_ITO["bluish_green"], "D"),
+    (OKABE_ITO["reddish_purple"], "^"),
+    (OKABE_ITO["sky_blue"], "v"),
+    (OKABE_ITO["vermillion"], "P"),
+    (OKABE_ITO["black"], "X"),
+    (OKABE_ITO["yellow"], "h"),
+)
+FIGURE_SIZES.update(
+    {
+        "sites_laminar_profiles": (10.0, 6.4),
+        "sites_attn_heads": (10.0, 4.6),
+        "compare_profiles": (10.0, 6.4),
+    }
+)
+FIGURE_TITLES.update(
+    {
+        "sites_laminar_profiles": "Every site: laminar profiles on shared axes",
+        "sites_attn_heads": "attn_head: effect size per layer and head",
+        "compare_profiles": "Runs side by side: laminar profiles",
+    }
+)
+SITE_FIGURES: tuple[str, ...] = ("sites_laminar_profiles", "sites_attn_heads")
+
 RC_PARAMS = {
     "axes.spines.right": False,
     "axes.spines.top": False,

@@ -1,9 +1,10 @@
 """The study's report: one self-contained HTML page.
 
 :func:`render_report` fills ``templates/report.html.j2`` from a results dict
-(``results.json``) and the figures' PNG bytes, which are embedded as
-``data:`` URIs: the page needs no network and no other file, has no
-JavaScript, and can be mailed as is.
+(``results.json``), the figures' PNG bytes, which are embedded as ``data:``
+URIs, and the token view's data: the page needs no network and no other file
+(its one small script and style sheet, ``static/explore.*``, are inlined) and
+can be mailed as is.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lamina._format import format_p
-from lamina.report._style import FIGURE_NAMES, FIGURE_TITLES, pixel_size
+from lamina._format import format_p, layer_list
+from lamina.report._style import FIGURE_NAMES, FIGURE_TITLES, SITE_FIGURES, pixel_size
+from lamina.report.explore import report_data, static_text
+from lamina.report.figures.sites import scope_words
 from lamina.stats.catalog import CORRECTION_LABELS, display_value, is_divergence, label, short
 
 TEMPLATE = "report.html.j2"
@@ -80,17 +83,24 @@ def template():
     return _environment().get_template(TEMPLATE)
 
 
-def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) -> str:
+def render_report(
+    results: Mapping[str, Any],
+    figures_png: Mapping[str, bytes],
+    token_view: Mapping[str, Any] | None = None,
+) -> str:
     """The report's HTML text.
 
     ``results`` is a ``results.json`` dict; ``figures_png`` maps each of
-    :data:`lamina.report.figures.FIGURE_NAMES` to its PNG bytes.
+    :data:`lamina.report.figures.FIGURE_NAMES` (and the site figures the run
+    has) to its PNG bytes; ``token_view`` is the token view's data
+    (:func:`lamina.study.tokens.token_view`), or None to say it is absent.
     """
     missing = [name for name in FIGURE_NAMES if name not in figures_png]
     if missing:
         raise ValueError(f"figures missing for the report: {', '.join(missing)}")
+    site_figures = [name for name in SITE_FIGURES if name in figures_png]
     figures = {}
-    for name in FIGURE_NAMES:
+    for name in (*FIGURE_NAMES, *site_figures):
         width, height = pixel_size(name)
         figures[name] = {
             "src": _data_uri(figures_png[name]),
@@ -104,6 +114,7 @@ def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) 
     p1 = results["part1"]
     model_name = p1["model"].get("name") or p1["model"].get("spec") or "model"
     title = f"lamina: {model_name} on {p1['text'].get('spec')}"
+    sites = results.get("sites")
     return template().render(
         r=results,
         title=title,
@@ -113,4 +124,38 @@ def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) 
         statistic_short=short(statistic),
         statistic_in_bits=is_divergence(statistic),
         correction_label=CORRECTION_LABELS[results["part6"]["correction"]],
+        sites=sites,
+        sites_rows=_sites_rows(sites),
+        sites_scope=scope_words(sites) if sites else "",
+        site_figures=site_figures,
+        tokens=token_view or {"available": False, "reason": "it was built without the table"},
+        explore_data=report_data(results, token_view),
+        explore_js=static_text("explore.js"),
+        explore_css=static_text("explore.css"),
     )
+
+
+def _sites_rows(sites: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One summary row per site, when the run analysed more than its primary site."""
+    profiles = (sites or {}).get("profiles", [])
+    if len(profiles) < 2 and not any(p["kind"] == "heads" for p in profiles):
+        return []
+    rows = []
+    for p in profiles:
+        if p["kind"] == "heads":
+            shown = [f"{layer}.{head}" for layer, head in p["significant"][:24]]
+            more = len(p["significant"]) - len(shown)
+            marked = (", ".join(shown) + (f" and {more} more" if more > 0 else "")) or "none"
+            marked = f"{marked} (layer.head)" if shown else marked
+        else:
+            marked = layer_list(p["significant"])
+        peak = max(p["rows"], key=lambda r: abs(r["hedges_g"]))
+        where = f"{peak['layer']}.{peak['head']}" if p["kind"] == "heads" else str(peak["layer"])
+        rows.append(
+            {
+                **p,
+                "marked": marked,
+                "peak": f"g = {peak['hedges_g']:+.3f} at {where}",
+            }
+        )
+    return rows

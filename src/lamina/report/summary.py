@@ -78,6 +78,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"significant layers ({p6['n_significant']} of {p6['n_layers']}): "
         f"{layer_list(p6['significant_layers'])}"
     )
+    lines += _sites_lines(results)
     lines += _exclusion_lines(results["exclusions"])
     timings = results.get("timings")
     if timings:
@@ -132,30 +133,82 @@ LAYER_COLUMNS = (
 )
 
 
-def layers_csv(results: Mapping[str, Any]) -> str:
-    """``layers.csv``: one row per layer; floats as shortest round-trip decimals.
+#: Columns after the ones above: the site and head of the row, and the run-wide corrections.
+SITE_COLUMNS = (
+    "site",
+    "head",
+    "pvalue_maxstat_run",
+    "pvalue_holm_run",
+    "pvalue_fdr_run",
+    "pvalue_corrected_run",
+    "significant_run",
+    "correction_scope",
+)
 
-    The statistic's name, unit, correction and compat mode are repeated on every
-    row so the file stands alone.
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)
+
+
+def layers_csv(results: Mapping[str, Any]) -> str:
+    """``layers.csv``: one row per layer of every site (per head of ``attn_head``).
+
+    Floats are shortest round-trip decimals. The statistic's name, unit,
+    correction and compat mode are repeated on every row so the file stands
+    alone; the site columns come last. Without a ``sites`` section (results
+    written before it existed) the rows are Part 6's.
     """
     p6 = results["part6"]
     columns = [*LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat"]
-    lines = [",".join(columns)]
-    for row in p6["layers"]:
-        cells = []
-        for col in LAYER_COLUMNS:
-            value = row[col]
-            if value is None:
-                cells.append("")
-            elif isinstance(value, bool):
-                cells.append("true" if value else "false")
-            else:
-                cells.append(repr(value))
+    lines = [",".join([*columns, *SITE_COLUMNS])]
+    sites = results.get("sites")
+    if sites:
+        rows = [(p, row) for p in sites["profiles"] for row in p["rows"]]
+    else:
+        rows = [(None, {**row, "site": p6["site"], "head": None}) for row in p6["layers"]]
+    for profile, row in rows:
+        cells = [_cell(row[col]) for col in LAYER_COLUMNS]
         cells += [
             p6["statistic_name"],
             p6["statistic_unit"],
             p6["correction"],
             results.get("compat", "none"),
+            profile["site"] if profile else row["site"],
+            _cell(row["head"]),
         ]
+        cells += [_cell(row.get(col)) for col in SITE_COLUMNS[2:-1]]
+        cells.append(sites["correction_scope"] if sites else "")
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
+
+
+def _sites_lines(results: Mapping[str, Any]) -> list[str]:
+    """One line per site when the run analysed more than its primary site."""
+    sites = results.get("sites")
+    profiles = (sites or {}).get("profiles", [])
+    if len(profiles) < 2 and not any(p["kind"] == "heads" for p in profiles):
+        return []
+    where = "the run" if sites["correction_scope"] == "run" else "each site"
+    lines = [
+        f"sites  significant ({CORRECTION_LABELS[sites['correction']]} over {where}, "
+        f"{sites['n_tests_run']:,} tests in the run):"
+    ]
+    for p in profiles:
+        if p["kind"] == "heads":
+            listed = ", ".join(f"{layer}.{head}" for layer, head in p["significant"][:12])
+            more = p["n_significant"] - min(12, p["n_significant"])
+            listed = (listed + (f" and {more} more" if more else "")) or "none"
+            lines.append(
+                f"  {p['site']:<10} {p['n_significant']:>4} of {p['n_tests']} heads: "
+                f"{listed} (layer.head)"
+            )
+        else:
+            lines.append(
+                f"  {p['site']:<10} {p['n_significant']:>4} of {p['n_tests']} layers: "
+                f"{layer_list(p['significant'])}"
+            )
+    return lines

@@ -15,6 +15,10 @@
 6. the laminar profile: every layer tested at once, corrected for testing them
    all, with effect sizes (:mod:`.parts.profile`).
 
+Parts 1-6 analyse the primary site (``options.site``); the ``sites`` section
+gives every analysed site its profile, ``attn_head`` per head, with corrections
+per site and over the whole run (:mod:`.sites`).
+
 Conventions: ``correct`` (top-1 prediction equals the target) is the first
 group, so ``difference = mean(correct) - mean(incorrect)`` and
 ``KL(correct || incorrect)`` is written ``kl_correct_incorrect``. Divergences
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from lamina import __version__
 from lamina.study.options import (
+    CORRECT_DEFINITION,
     NOTEBOOK_COMPAT_NOTE,
     StudyOptions,
     WindowOptions,
@@ -79,6 +84,7 @@ def analyze_table(
     from lamina.study.parts.profile import all_layers_test, laminar_profile
     from lamina.study.parts.significance import significance, single_layer_test
     from lamina.study.prepare import prepare_table
+    from lamina.study.sites import site_profiles
     from lamina.table import table_metadata
 
     options = options or StudyOptions()
@@ -100,6 +106,7 @@ def analyze_table(
             **options.to_dict(),
             "correction": options.resolved_correction,
             "bins_used": part3.n_bins,
+            "correct_definition": CORRECT_DEFINITION,
         },
         units=units(options.effective_statistic),
         provenance=_provenance(data.meta, table_path, table.num_rows),
@@ -111,6 +118,7 @@ def analyze_table(
         part4=divergences(x, labels, options, part3.edges),
         part5=significance(single, column, options),
         part6=laminar_profile(perm, data, options),
+        sites=site_profiles(table, options, data, perm),
         data=StudyData(
             correct=data.correct,
             ctx_pos=data.ctx_pos,

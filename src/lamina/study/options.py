@@ -36,6 +36,13 @@ from lamina.stats.catalog import (
 COMPAT_MODES = ("none", "notebook")
 #: Older names of the compatibility modes, still accepted.
 COMPAT_ALIASES = {"seed": "notebook"}
+#: Which tests a multiple-comparison correction spans when several sites are analysed:
+#: every test of the run (all sites, every head), or each site's own tests.
+CORRECTION_SCOPES = ("run", "site")
+#: What ``correct`` means in every token table lamina writes (``results.json`` records it).
+CORRECT_DEFINITION = "top1"
+#: The site whose norms are per head: analysed per (layer, head), never as the primary site.
+HEAD_SITE = "attn_head"
 #: The statistic the notebook mode computes in place of ``js``.
 NOTEBOOK_STATISTIC = "notebook_symmetric_kl"
 
@@ -72,6 +79,12 @@ class StudyOptions:
     permutations and p-value, no correction across layers, and a sweep over the
     notebook's ``nbins`` arguments (numbers of EDGES, so ``sweep_bins`` (10, 50)
     is 9..49 bins).
+
+    ``sites`` are further sites analysed beside ``site`` (the primary site of
+    Parts 1-6), each with its own laminar profile (``attn_head`` per head);
+    ``correction_scope`` says whether a test's significance is corrected over
+    every test of the run (``"run"``, the default) or over its site's tests
+    only (``"site"``); both are reported. With one site the two are the same.
     """
 
     site: str = "attn_out"
@@ -89,12 +102,15 @@ class StudyOptions:
     kl_pseudocount: float = 0.5
     running_mean_tokens: int = 64
     compat: str = "none"
+    sites: tuple[str, ...] = ()
+    correction_scope: str = "run"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compat", COMPAT_ALIASES.get(self.compat, self.compat))
         object.__setattr__(self, "sweep_bins", tuple(self.sweep_bins))
         self._check_counts()
         self._check_names()
+        self._check_sites()
         if self.notebook:
             self._check_notebook()
 
@@ -139,6 +155,19 @@ class StudyOptions:
             if value is not None and value not in known:
                 raise InputError(f"{option} {value!r} is unknown: use one of {', '.join(known)}.")
 
+    def _check_sites(self) -> None:
+        object.__setattr__(self, "sites", tuple(dict.fromkeys(self.sites)))
+        if self.correction_scope not in CORRECTION_SCOPES:
+            raise InputError(
+                f"--correction-scope {self.correction_scope!r} is unknown: use one of "
+                f"{', '.join(CORRECTION_SCOPES)}."
+            )
+        if self.site == HEAD_SITE:
+            raise InputError(
+                f"--site {HEAD_SITE} has no per-layer norms for Parts 1-6; keep a per-layer "
+                f"--site such as attn_out and add --sites {HEAD_SITE} for the per-head profile."
+            )
+
     def _check_notebook(self) -> None:
         if self.statistic != "js":
             raise InputError(
@@ -163,6 +192,11 @@ class StudyOptions:
     def effective_statistic(self) -> str:
         """The statistic actually computed: the notebook's in the notebook mode."""
         return NOTEBOOK_STATISTIC if self.notebook else self.statistic
+
+    @property
+    def analysed_sites(self) -> tuple[str, ...]:
+        """Every site analysed: the primary ``site`` first, then ``sites`` in their order."""
+        return (self.site, *(s for s in self.sites if s != self.site))
 
     @property
     def n_diagnostic_permutations(self) -> int:
@@ -191,6 +225,7 @@ class StudyOptions:
         d["alternative"] = self.resolved_alternative
         d["statistic_computed"] = self.effective_statistic
         d["diagnostic_permutations"] = self.n_diagnostic_permutations
+        d["sites"] = list(self.analysed_sites)
         return d
 
 

@@ -72,13 +72,33 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
     meta = table_metadata(table)
     site = options.site
     layers = _check_layers(table, meta, site, options.layer)
-    table, n_nonfinite = _drop_nonfinite(table)
+    raw = np.asarray(layer_matrix(table, site))  # (n_tokens, n_layers) float32 L2 norms
+    return prepare_matrix(table, site, raw, layers, layers.index(options.layer), options)
+
+
+def prepare_matrix(
+    table: pa.Table,
+    site: str,
+    raw: np.ndarray,
+    columns: list[int],
+    column_index: int,
+    options: StudyOptions,
+) -> Prepared:
+    """The arrays of any matrix of raw norms (one column per analysed test) of ``table``.
+
+    ``columns`` label the matrix's columns (the layers of a per-layer site;
+    :mod:`lamina.study.sites` numbers a per-head matrix's columns) and
+    ``column_index`` is the one of Parts 3-5. The exclusion rule is the same
+    for every matrix: a zero or non-finite norm in any column excludes the token.
+    """
+    meta = table_metadata(table)
+    layers = list(columns)
+    table, raw, n_nonfinite = _drop_nonfinite(table, raw)
     correct = _require_column(table, "correct").astype(bool)
     ctx_pos = _require_column(table, "ctx_pos").astype(np.int64)
     target_chars = _require_column(table, "target_chars").astype(np.int64)
     if correct.size == 0:
         raise InputError("the token table has no scored tokens; use a longer text or window.")
-    raw = np.asarray(layer_matrix(table, site))  # (n_tokens, n_layers) float32 L2 norms
     finite = np.isfinite(raw)
     zero = raw == 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -96,7 +116,7 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
         meta=meta,
         site=site,
         layers=layers,
-        layer_index=layers.index(options.layer),
+        layer_index=column_index,
         correct=correct,
         ctx_pos=ctx_pos,
         target_chars=target_chars,
@@ -109,14 +129,14 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
     )
 
 
-def _drop_nonfinite(table: pa.Table) -> tuple[pa.Table, int]:
-    """The table without the rows marked ``nonfinite``, and how many there were."""
+def _drop_nonfinite(table: pa.Table, raw: np.ndarray) -> tuple[pa.Table, np.ndarray, int]:
+    """The table and its norm matrix without the rows marked ``nonfinite``; how many there were."""
     if "nonfinite" not in table.column_names:
-        return table, 0
+        return table, raw, 0
     marked = np.asarray(table.column("nonfinite").to_numpy(zero_copy_only=False), dtype=bool)
     if not marked.any():
-        return table, 0
-    return table.filter(~marked), int(marked.sum())
+        return table, raw, 0
+    return table.filter(~marked), raw[~marked], int(marked.sum())
 
 
 def _check_layers(table: pa.Table, meta: Mapping[str, Any], site: str, layer: int) -> list[int]:

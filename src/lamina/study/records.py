@@ -365,3 +365,63 @@ class LaminarProfile(Record):
             ),
             "layers": [row.to_dict() for row in rows],
         }
+
+
+# ----------------------------------------------------------------------------- every site
+
+
+@dataclasses.dataclass
+class SiteRow(LayerRow):
+    """One test of a site: a layer (``head`` None), or one head of a layer (``attn_head``).
+
+    The fields of :class:`LayerRow` are the site's own analysis, corrected over
+    the site's tests (the numbers a single-site run gives); the ``*_run``
+    fields are corrected over every test of the run.
+    """
+
+    head: int | None
+    pvalue_maxstat_run: float | None
+    pvalue_holm_run: float
+    pvalue_fdr_run: float
+    pvalue_corrected_run: float
+    significant_run: bool
+
+
+@dataclasses.dataclass
+class SiteProfile(Record):
+    """One site's laminar profile (per layer), or per-head profile (layer x head)."""
+
+    site: str
+    kind: str
+    n_layers: int
+    n_heads: int | None
+    n_tests: int
+    n_tokens: int
+    n_tokens_excluded: int
+    statistic_name: str
+    statistic_unit: str
+    alternative: str
+    correction: str
+    correction_scope: str
+    alpha: float
+    n_permutations: int
+    n_significant: int
+    significant: list[Any]
+    n_significant_site: int
+    n_significant_run: int
+    rows: list[SiteRow]
+
+
+@dataclasses.dataclass
+class SitesSection(Record):
+    """Every analysed site: corrections per site and over all tests of the run."""
+
+    primary: str
+    sites: list[str]
+    correction: str
+    correction_scope: str
+    alpha: float
+    n_tests_run: int
+    run_maxstat_method: str | None
+    note: str
+    profiles: list[SiteProfile]

@@ -27,6 +27,7 @@ from lamina.study.records import (
     LayerHistograms,
     Record,
     Significance,
+    SitesSection,
     plain,
 )
 
@@ -55,9 +56,10 @@ class StudyData:
 class StudyResult(Record):
     """Everything the study computed; ``to_dict()`` is ``results.json``.
 
-    ``part1`` ... ``part6`` are the typed parts; ``timings`` the seconds each stage
-    of a run took (set by the pipeline); ``data`` holds the per-token arrays for
-    the figures and is not serialised.
+    ``part1`` ... ``part6`` are the typed parts of the primary site; ``sites``
+    the profile of every analysed site (:mod:`lamina.study.sites`); ``timings``
+    the seconds each stage of a run took (set by the pipeline); ``data`` holds
+    the per-token arrays for the figures and is not serialised.
     """
 
     lamina_version: str
@@ -76,6 +78,7 @@ class StudyResult(Record):
     part4: Divergences
     part5: Significance
     part6: LaminarProfile
+    sites: SitesSection | None = None
     timings: dict[str, float] | None = None
     data: StudyData | None = dataclasses.field(default=None, repr=False, compare=False)
 

@@ -1,4 +1,4 @@
-"""The study's figures (Parts 2-6), rendered with matplotlib's Agg backend.
+"""The study's figures (Parts 2-6, and every site's), rendered with matplotlib's Agg backend.
 
 Every figure is built from a ``results.json`` dict (plus the per-token arrays of
 Part 2's strip plot, from :class:`lamina.study.result.StudyData`) and rendered
@@ -22,6 +22,11 @@ _EXPORTS = {
     "figure_part4": ".divergences",
     "figure_part5": ".significance",
     "figure_part6": ".profile",
+    "figure_compare": ".compare",
+    "figure_names": ".render",
+    "render_compare_figure": ".render",
+    "figure_sites_heads": ".sites",
+    "figure_sites_profiles": ".sites",
     "render_figures": ".render",
     "warm_up": ".render",
 }

@@ -10,10 +10,17 @@ from typing import TYPE_CHECKING
 
 from lamina.report._style import DPI, FIGURE_NAMES, PNG_METADATA, RC_PARAMS, SVG_METADATA
 from lamina.report.figures.accuracy import figure_part2
+from lamina.report.figures.compare import figure_compare
 from lamina.report.figures.divergences import figure_part4
 from lamina.report.figures.layer import figure_part3
 from lamina.report.figures.profile import figure_part6
 from lamina.report.figures.significance import figure_part5
+from lamina.report.figures.sites import (
+    figure_sites_heads,
+    figure_sites_profiles,
+    head_profile,
+    layer_profiles,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -21,8 +28,7 @@ if TYPE_CHECKING:
     from lamina.study.result import StudyResult
 
 
-def _builders(result: StudyResult) -> dict[str, Callable[[], Figure]]:
-    results = result.to_dict()
+def _builders(result: StudyResult, results) -> dict[str, Callable[[], Figure]]:
     data = result.data
     if data is None:
         raise ValueError("the StudyResult carries no per-token data; figures need analyze_table's")
@@ -32,7 +38,23 @@ def _builders(result: StudyResult) -> dict[str, Callable[[], Figure]]:
         "part4_divergences": lambda: figure_part4(results),
         "part5_significance": lambda: figure_part5(results),
         "part6_laminar_profile": lambda: figure_part6(results),
+        "sites_laminar_profiles": lambda: figure_sites_profiles(results),
+        "sites_attn_heads": lambda: figure_sites_heads(results),
     }
+
+
+def figure_names(results) -> tuple[str, ...]:
+    """The figures of a results dict: every part's, then the sites' where the run has them.
+
+    ``sites_laminar_profiles`` is drawn for two or more per-layer sites,
+    ``sites_attn_heads`` when ``attn_head`` was analysed.
+    """
+    names = list(FIGURE_NAMES)
+    if len(layer_profiles(results)) > 1:
+        names.append("sites_laminar_profiles")
+    if head_profile(results) is not None:
+        names.append("sites_attn_heads")
+    return tuple(names)
 
 
 def _render(build: Callable[[], Figure], formats: tuple[str, ...]) -> dict[str, bytes]:
@@ -60,6 +82,8 @@ RENDER_COST = {
     "part4_divergences": 0.39,
     "part5_significance": 0.18,
     "part6_laminar_profile": 0.60,
+    "sites_laminar_profiles": 0.45,
+    "sites_attn_heads": 0.35,
 }
 
 
@@ -90,7 +114,7 @@ def render_figures(
     formats: tuple[str, ...] = ("png", "svg"),
     workers: int | None = None,
 ) -> dict[str, dict[str, bytes]]:
-    """Render Parts 2-6 to ``{name: {format: bytes}}``, in :data:`FIGURE_NAMES` order.
+    """Render every figure to ``{name: {format: bytes}}``, in :func:`figure_names` order.
 
     With ``workers=2`` (the default where ``fork`` exists and two CPUs are
     usable) a forked child renders about half of the figures while this
@@ -102,7 +126,9 @@ def render_figures(
         matplotlib.use("Agg")
     import matplotlib.figure  # imported here, before forking, so the child needs no import
 
-    builders = _builders(result)
+    results = result.to_dict()
+    builders = _builders(result, results)
+    names = figure_names(results)
     if workers is None:
         workers = 2 if _can_fork() and _usable_cpus() > 1 else 1
     rendered: dict[str, dict[str, bytes]] = {}
@@ -110,7 +136,7 @@ def render_figures(
         import multiprocessing
 
         # The child takes the costlier half: this process also builds the report.
-        halves = _split(FIGURE_NAMES)
+        halves = _split(names)
         cost = [sum(RENDER_COST.get(n, 0.3) for n in half) for half in halves]
         child_names, own_names = halves if cost[0] >= cost[1] else halves[::-1]
         context = multiprocessing.get_context("fork")
@@ -137,9 +163,20 @@ def render_figures(
             for name in child_names:
                 rendered[name] = _render(builders[name], formats)
     else:
-        for name in FIGURE_NAMES:
+        for name in names:
             rendered[name] = _render(builders[name], formats)
-    return {name: rendered[name] for name in FIGURE_NAMES}
+    return {name: rendered[name] for name in names}
+
+
+def render_compare_figure(
+    comparison, formats: tuple[str, ...] = ("png", "svg")
+) -> dict[str, bytes]:
+    """The comparison's figure (``compare_profiles``) as ``{format: bytes}``."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    return _render(lambda: figure_compare(comparison), formats)
 
 
 def warm_up() -> None:

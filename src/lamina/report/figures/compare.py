@@ -1,0 +1,104 @@
+"""The comparison's figure: every run's (and site's) profile on one depth axis.
+
+A: Hedges' g per layer with its 95% interval (unit-free, so runs of different
+sizes compare); B: the statistic minus the mean of its permutation null (the
+plug-in bias of a divergence grows as tokens shrink, so the raw statistic
+would not compare). Filled markers: significant as the run marked it. Each
+series' largest |g| is labelled with its absolute layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lamina.report._style import OKABE_ITO, SITE_SERIES
+from lamina.report.figures._common import display, new_figure
+from lamina.stats.catalog import axis_label
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def series_style(k: int) -> tuple[str, str]:
+    """(colour, matplotlib marker) of the ``k``-th series."""
+    return SITE_SERIES[k % len(SITE_SERIES)]
+
+
+def _values(points: list[Mapping[str, Any]], key: str) -> np.ndarray:
+    return np.array([np.nan if p[key] is None else p[key] for p in points], dtype=np.float64)
+
+
+def figure_compare(comparison: Mapping[str, Any]) -> Figure:
+    """Hedges' g and the statistic's excess over its null, per run and site, on one axis."""
+    from matplotlib.lines import Line2D
+
+    statistic = comparison["settings"]["statistic_computed"]
+    fig = new_figure("compare_profiles")
+    ax_g, ax_s = fig.subplots(2, 1, sharex=True)
+    handles = []
+    for k, series in enumerate(comparison["series"]):
+        colour, marker = series_style(k)
+        points = series["points"]
+        x = _values(points, "x")
+        g = _values(points, "hedges_g")
+        excess = display(_values(points, "statistic") - _values(points, "null_mean"), statistic)
+        sig = np.array([p["significant"] for p in points], dtype=bool)
+        ax_g.vlines(
+            x,
+            _values(points, "hedges_g_ci_low"),
+            _values(points, "hedges_g_ci_high"),
+            color=colour,
+            linewidth=0.7,
+            alpha=0.5,
+        )
+        for ax, y in ((ax_g, g), (ax_s, excess)):
+            ax.plot(x, y, color=colour, linewidth=1.0, alpha=0.75)
+            ax.plot(x[sig], y[sig], linestyle="none", marker=marker, markersize=5, color=colour)
+            ax.plot(
+                x[~sig],
+                y[~sig],
+                linestyle="none",
+                marker=marker,
+                markersize=5,
+                markerfacecolor="white",
+                markeredgecolor=colour,
+            )
+        if np.isfinite(g).any():
+            j = int(np.nanargmax(np.abs(g)))
+            ax_g.annotate(
+                f"L{points[j]['layer']}",
+                (x[j], g[j]),
+                textcoords="offset points",
+                xytext=(4, 5),
+                fontsize=7.5,
+                color=colour,
+            )
+        handles.append(Line2D([], [], color=colour, marker=marker, label=series["label"]))
+    for ax in (ax_g, ax_s):
+        ax.axhline(0.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
+    ax_g.set(
+        ylabel="Hedges' g (correct − incorrect)",
+        title="A  Effect size per layer (bars: 95% CI; labels: layer of the largest |g|)",
+    )
+    ax_s.set(
+        xlabel=comparison["axis_label"],
+        ylabel=f"{axis_label(statistic)} − null mean",
+        title="B  Statistic minus its permutation null's mean",
+    )
+    handles += [
+        Line2D([], [], marker="o", linestyle="none", color="0.3", label="filled: significant"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="none",
+            markerfacecolor="white",
+            markeredgecolor="0.3",
+            label="open: not significant",
+        ),
+    ]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=7.5)
+    return fig
