@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from lamina import __version__
+from lamina.capture.covariates import covariate_columns
 from lamina.capture.hooks import NormCapture
 from lamina.capture.scoring import decoded_lengths, score_next_tokens
 from lamina.capture.sites import ResolvedSites, context_length, resolve_sites
@@ -277,7 +278,7 @@ def _forward(
 def _columns(
     plan: Sequence[Window], tokens: np.ndarray, scores: dict[str, np.ndarray], tokenizer: Any
 ) -> dict[str, np.ndarray]:
-    """The per-token columns of the table (positions, ids, scores), in schema order."""
+    """The per-token columns of the table (positions, ids, scores, covariates), in schema order."""
     text_pos = np.concatenate([np.arange(w.score_from, w.stop) for w in plan])
     columns: dict[str, np.ndarray] = {
         "text_pos": text_pos,
@@ -289,4 +290,6 @@ def _columns(
     }
     chars = decoded_lengths(tokenizer, columns["target_id"])
     columns["target_chars"] = np.minimum(chars, np.iinfo(np.int16).max)
-    return {name: columns[name] for name in SCORE_COLUMNS}
+    window_start = np.concatenate([np.full(w.n_scored, w.start) for w in plan])
+    covariates = covariate_columns(tokens, text_pos, window_start, tokenizer)
+    return {**{name: columns[name] for name in SCORE_COLUMNS}, **covariates}

@@ -13,7 +13,10 @@
    null, and binless estimators (:mod:`.parts.divergences`);
 5. significance of the chosen statistic at the one layer (:mod:`.parts.significance`);
 6. the laminar profile: every layer tested at once, corrected for testing them
-   all, with effect sizes (:mod:`.parts.profile`).
+   all, with effect sizes (:mod:`.parts.profile`);
+7. controls: the covariates' balance between the classes, the test of every
+   layer conditional on them, a logistic regression view and effect sizes
+   that say which differences are negligible (:mod:`.parts.controls`).
 
 Conventions: ``correct`` (top-1 prediction equals the target) is the first
 group, so ``difference = mean(correct) - mean(incorrect)`` and
@@ -61,7 +64,7 @@ def analyze_table(
     table_path: str | None = None,
     created: str | None = None,
 ) -> StudyResult:
-    """Run Parts 1-6 on a token table.
+    """Run Parts 1-7 on a token table.
 
     ``table`` is a token table as written by :func:`lamina.capture.extract`;
     only its columns and metadata are used. ``created`` is the result's one
@@ -74,6 +77,7 @@ def analyze_table(
     from lamina.study.parts import notebook
     from lamina.study.parts.accuracy import accuracy
     from lamina.study.parts.capture import capture_summary
+    from lamina.study.parts.controls import controls
     from lamina.study.parts.divergences import divergences
     from lamina.study.parts.layer import layer_histograms
     from lamina.study.parts.profile import all_layers_test, laminar_profile
@@ -102,7 +106,7 @@ def analyze_table(
             "bins_used": part3.n_bins,
         },
         units=units(options.effective_statistic),
-        provenance=_provenance(data.meta, table_path, data.n_tokens),
+        provenance=_provenance(data.meta, table_path, data.n_table_rows),
         exclusions=data.exclusions,
         headline="",
         part1=capture_summary(data.meta, options.site, data.layers, table, table_path),
@@ -111,6 +115,7 @@ def analyze_table(
         part4=divergences(x, labels, options, part3.edges),
         part5=significance(single, column, options),
         part6=laminar_profile(perm, data, options),
+        part7=controls(perm, data, options),
         data=StudyData(
             correct=data.correct,
             ctx_pos=data.ctx_pos,

@@ -20,6 +20,7 @@ from lamina.errors import OutputError
 from lamina.study.records import (
     Accuracy,
     Capture,
+    Controls,
     Divergences,
     LaminarProfile,
     LayerHistograms,
@@ -51,8 +52,9 @@ class StudyData:
 class StudyResult(Record):
     """Everything the study computed; ``to_dict()`` is ``results.json``.
 
-    ``part1`` ... ``part6`` are the typed parts; ``data`` holds the per-token
-    arrays for the figures and is not serialised.
+    ``part1`` ... ``part7`` are the typed parts (``part7`` is None when Part 7
+    did not run: no controls, or the notebook mode); ``data`` holds the
+    per-token arrays for the figures and is not serialised.
     """
 
     lamina_version: str
@@ -71,6 +73,7 @@ class StudyResult(Record):
     part4: Divergences
     part5: Significance
     part6: LaminarProfile
+    part7: Controls | None = None
     data: StudyData | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
