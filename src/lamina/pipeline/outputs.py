@@ -3,7 +3,7 @@
 ``tokens.parquet``  the token table
 ``results.json``    every number, its parameters and units (``docs/results-format.md``)
 ``layers.csv``      one row per layer (Part 6)
-``figures/``        one PNG and one SVG per figure, named by part (Parts 2-6)
+``figures/``        one PNG and one SVG per figure, named by part (Parts 2-7)
 ``report.html``     one self-contained page with provenance, headline, tables, figures
 """
 
@@ -107,13 +107,13 @@ def write_outputs(
 def rebuild_report(out_dir: str | Path) -> Path:
     """Rebuild ``DIR/report.html`` from ``DIR/results.json`` and ``DIR/figures/*.png``."""
     from lamina.report import html
-    from lamina.report.figures import FIGURE_NAMES
+    from lamina.report._style import figure_names
 
     out = Path(out_dir)
     check_out_dir(out)
     results = load_results(out)
     pngs: dict[str, bytes] = {}
-    for name in FIGURE_NAMES:
+    for name in figure_names(results):
         path = out / FIGURES_DIR / f"{name}.png"
         if not path.is_file():
             raise OutputError(f"{path} is missing; re-run `lamina analyze` to redraw the figures.")

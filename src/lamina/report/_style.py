@@ -32,6 +32,7 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {
     "part4_divergences": (10.0, 4.6),
     "part5_significance": (8.0, 3.8),
     "part6_laminar_profile": (10.0, 7.0),
+    "part7_controls": (10.0, 7.4),
 }
 FIGURE_NAMES: tuple[str, ...] = tuple(FIGURE_SIZES)
 FIGURE_TITLES = {
@@ -40,7 +41,20 @@ FIGURE_TITLES = {
     "part4_divergences": "Part 4: divergences and the number of bins",
     "part5_significance": "Part 5: permutation test at one layer",
     "part6_laminar_profile": "Part 6: laminar profile over all layers",
+    "part7_controls": "Part 7: the difference after the controls",
 }
+#: Figures drawn only when their part ran (its results field is not null).
+OPTIONAL_FIGURES = {"part7_controls": "part7"}
+
+
+def figure_names(results) -> tuple[str, ...]:
+    """The figures of a results dict: every one, but Part 7's only when Part 7 ran."""
+    return tuple(
+        name
+        for name in FIGURE_NAMES
+        if name not in OPTIONAL_FIGURES or results.get(OPTIONAL_FIGURES[name]) is not None
+    )
+
 
 RC_PARAMS = {
     "axes.spines.right": False,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lamina._format import format_p
-from lamina.report._style import FIGURE_NAMES, FIGURE_TITLES, pixel_size
+from lamina.report._style import FIGURE_TITLES, figure_names, pixel_size
 from lamina.stats.catalog import CORRECTION_LABELS, display_value, is_divergence, label, short
 
 TEMPLATE = "report.html.j2"
@@ -83,14 +83,15 @@ def template():
 def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) -> str:
     """The report's HTML text.
 
-    ``results`` is a ``results.json`` dict; ``figures_png`` maps each of
-    :data:`lamina.report.figures.FIGURE_NAMES` to its PNG bytes.
+    ``results`` is a ``results.json`` dict; ``figures_png`` maps each of its
+    figures (:func:`lamina.report._style.figure_names`) to its PNG bytes.
     """
-    missing = [name for name in FIGURE_NAMES if name not in figures_png]
+    names = figure_names(results)
+    missing = [name for name in names if name not in figures_png]
     if missing:
         raise ValueError(f"figures missing for the report: {', '.join(missing)}")
     figures = {}
-    for name in FIGURE_NAMES:
+    for name in names:
         width, height = pixel_size(name)
         figures[name] = {
             "src": _data_uri(figures_png[name]),
@@ -113,4 +114,5 @@ def render_report(results: Mapping[str, Any], figures_png: Mapping[str, bytes]) 
         statistic_short=short(statistic),
         statistic_in_bits=is_divergence(statistic),
         correction_label=CORRECTION_LABELS[results["part6"]["correction"]],
+        correction_labels=CORRECTION_LABELS,
     )

@@ -78,7 +78,22 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"significant layers ({p6['n_significant']} of {p6['n_layers']}): "
         f"{layer_list(p6['significant_layers'])}"
     )
-    ex = results["exclusions"]
+    lines += _part7_lines(results)
+    lines += _exclusion_lines(results["exclusions"])
+    if report_path is not None:
+        lines.append(f"report: {report_path}")
+    return "\n".join(lines)
+
+
+def _exclusion_lines(ex: Mapping[str, Any]) -> list[str]:
+    """What was excluded: on request (--exclude), and for zero or non-finite norms."""
+    lines: list[str] = []
+    if ex.get("n_requested_excluded"):
+        kinds = ", ".join(f"{n:,} {k}" for k, n in ex["requested_by_kind"].items())
+        lines.append(
+            f"excluded on request (--exclude): {ex['n_requested_excluded']:,} token(s) "
+            f"({kinds}) from every part"
+        )
     if ex["n_tokens_excluded"]:
         lines.append(
             f"excluded {ex['n_tokens_excluded']} token(s) with a zero or non-finite norm "
@@ -86,9 +101,31 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         )
     else:
         lines.append("zero-norm vectors: none")
-    if report_path is not None:
-        lines.append(f"report: {report_path}")
-    return "\n".join(lines)
+    return lines
+
+
+def _part7_lines(results: Mapping[str, Any]) -> list[str]:
+    """Part 7's console lines: the controls, and the layers significant after them."""
+    p7 = results.get("part7")
+    if not p7:
+        return ["Part 7  controls: not run (--controls none, or the notebook mode)"]
+    lines = [
+        f"Part 7  controls {', '.join(p7['controls']) or 'none'}: {p7['strata']['n_strata']} "
+        f"strata; {CORRECTION_LABELS[p7['correction']]}; negligible: |g| < {p7['min_effect']:g}"
+    ]
+    lines += [f"        note: {note}" for note in p7["notes"]]
+    negligible = p7["negligible_layers"]
+    lines.append(
+        f"significant after controls ({p7['n_significant']} of {p7['n_layers']}): "
+        f"{layer_list(p7['significant_layers'])}"
+        + (f"; significant but negligible: {layer_list(negligible)}" if negligible else "")
+        + (
+            f"; explained by the controls: {layer_list(p7['explained_layers'])}"
+            if p7["explained_layers"]
+            else ""
+        )
+    )
+    return lines
 
 
 LAYER_COLUMNS = (
@@ -126,22 +163,57 @@ def layers_csv(results: Mapping[str, Any]) -> str:
     """
     p6 = results["part6"]
     columns = [*LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat"]
+    columns += [name for name, _ in PART7_COLUMNS]
+    p7_rows = {r["layer"]: r for r in (results.get("part7") or {}).get("layers", [])}
     lines = [",".join(columns)]
     for row in p6["layers"]:
-        cells = []
-        for col in LAYER_COLUMNS:
-            value = row[col]
-            if value is None:
-                cells.append("")
-            elif isinstance(value, bool):
-                cells.append("true" if value else "false")
-            else:
-                cells.append(repr(value))
+        cells = [_cell(row[col]) for col in LAYER_COLUMNS]
         cells += [
             p6["statistic_name"],
             p6["statistic_unit"],
             p6["correction"],
             results.get("compat", "none"),
         ]
+        controlled = p7_rows.get(row["layer"], {})
+        cells += [
+            _cell(row.get("pvalue_cluster") if key == "part6" else controlled.get(key))
+            for _, key in PART7_COLUMNS
+        ]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return repr(value)
+
+
+#: Columns after ``compat``: (CSV name, Part 7 layer field; "part6" for Part 6's cluster p).
+PART7_COLUMNS = (
+    ("pvalue_cluster", "part6"),
+    ("controlled_pvalue", "pvalue"),
+    ("controlled_pvalue_maxstat", "pvalue_maxstat"),
+    ("controlled_pvalue_holm", "pvalue_holm"),
+    ("controlled_pvalue_fdr", "pvalue_fdr"),
+    ("controlled_pvalue_cluster", "pvalue_cluster"),
+    ("controlled_pvalue_corrected", "pvalue_corrected"),
+    ("controlled_significant", "significant"),
+    ("controlled_hedges_g", "hedges_g"),
+    ("controlled_hedges_g_ci_low", "hedges_g_ci_low"),
+    ("controlled_hedges_g_ci_high", "hedges_g_ci_high"),
+    ("controlled_negligible", "negligible"),
+    ("controlled_verdict", "verdict"),
+    ("odds_ratio_per_sd", "odds_ratio"),
+    ("odds_ratio_ci_low", "odds_ratio_ci_low"),
+    ("odds_ratio_ci_high", "odds_ratio_ci_high"),
+    ("regression_pvalue", "pvalue_regression"),
+    ("regression_pvalue_maxstat", "pvalue_regression_maxstat"),
+    ("auroc_gain", "auroc_gain"),
+    ("auroc_gain_ci_low", "auroc_gain_ci_low"),
+    ("auroc_gain_ci_high", "auroc_gain_ci_high"),
+)

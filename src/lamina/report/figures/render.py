@@ -8,8 +8,9 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lamina.report._style import DPI, FIGURE_NAMES, PNG_METADATA, RC_PARAMS, SVG_METADATA
+from lamina.report._style import DPI, PNG_METADATA, RC_PARAMS, SVG_METADATA, figure_names
 from lamina.report.figures.accuracy import figure_part2
+from lamina.report.figures.controls import figure_part7
 from lamina.report.figures.divergences import figure_part4
 from lamina.report.figures.layer import figure_part3
 from lamina.report.figures.profile import figure_part6
@@ -32,6 +33,7 @@ def _builders(result: StudyResult) -> dict[str, Callable[[], Figure]]:
         "part4_divergences": lambda: figure_part4(results),
         "part5_significance": lambda: figure_part5(results),
         "part6_laminar_profile": lambda: figure_part6(results),
+        "part7_controls": lambda: figure_part7(results),
     }
 
 
@@ -60,6 +62,7 @@ RENDER_COST = {
     "part4_divergences": 0.39,
     "part5_significance": 0.18,
     "part6_laminar_profile": 0.60,
+    "part7_controls": 0.60,
 }
 
 
@@ -90,7 +93,8 @@ def render_figures(
     formats: tuple[str, ...] = ("png", "svg"),
     workers: int | None = None,
 ) -> dict[str, dict[str, bytes]]:
-    """Render Parts 2-6 to ``{name: {format: bytes}}``, in :data:`FIGURE_NAMES` order.
+    """Render the figures to ``{name: {format: bytes}}``, in :data:`FIGURE_NAMES` order
+    (Part 7's only when the result has Part 7).
 
     With ``workers=2`` (the default where ``fork`` exists and two CPUs are
     usable) a forked child renders about half of the figures while this
@@ -103,6 +107,7 @@ def render_figures(
     import matplotlib.figure  # imported here, before forking, so the child needs no import
 
     builders = _builders(result)
+    names = figure_names(result.to_dict())
     if workers is None:
         workers = 2 if _can_fork() and _usable_cpus() > 1 else 1
     rendered: dict[str, dict[str, bytes]] = {}
@@ -110,7 +115,7 @@ def render_figures(
         import multiprocessing
 
         # The child takes the costlier half: this process also builds the report.
-        halves = _split(FIGURE_NAMES)
+        halves = _split(names)
         cost = [sum(RENDER_COST.get(n, 0.3) for n in half) for half in halves]
         child_names, own_names = halves if cost[0] >= cost[1] else halves[::-1]
         context = multiprocessing.get_context("fork")
@@ -137,9 +142,9 @@ def render_figures(
             for name in child_names:
                 rendered[name] = _render(builders[name], formats)
     else:
-        for name in FIGURE_NAMES:
+        for name in names:
             rendered[name] = _render(builders[name], formats)
-    return {name: rendered[name] for name in FIGURE_NAMES}
+    return {name: rendered[name] for name in names}
 
 
 def warm_up() -> None:
