@@ -434,6 +434,7 @@ class ControlledLayer(Record):
     pvalue_fdr: float
     pvalue_cluster: float
     pvalue_corrected: float
+    significant_conditional: bool
     significant: bool
     hedges_g: float | None
     hedges_g_ci_low: float | None
@@ -452,6 +453,9 @@ class ControlledLayer(Record):
     pvalue_regression_maxstat: float
     pvalue_regression_holm: float
     pvalue_regression_fdr: float
+    pvalue_regression_cluster: float
+    pvalue_regression_corrected: float
+    significant_regression: bool
     auroc_full: float
     auroc_full_ci_low: float
     auroc_full_ci_high: float

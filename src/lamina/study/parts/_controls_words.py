@@ -103,9 +103,11 @@ def summary_sentence(record: Controls) -> str:
         f"Conditional on {controls} ({record.strata.n_strata} strata), "
         + (
             f"{record.n_significant} of {n_layers} layers differ at α = {record.alpha:g} "
-            f"({correction}): layers {layer_list(record.significant_layers)}."
+            f"(conditional permutation test and regression score test, both by the "
+            f"{correction}): layers {layer_list(record.significant_layers)}."
             if record.n_significant
-            else f"no layer of {n_layers} differs at α = {record.alpha:g} ({correction})."
+            else f"no layer of {n_layers} differs at α = {record.alpha:g} (conditional "
+            f"permutation test and regression score test, both by the {correction})."
         )
     ]
     if record.negligible_layers:

@@ -10,6 +10,14 @@ regression ``correct ~ z(log-norm) + controls`` per layer (the norm's odds
 ratio per SD, its permutation score test, and what it adds to the controls'
 cross-validated AUROC), and labels each layer by its controlled effect size
 (Hedges' g within strata), so that a layer can be significant but negligible.
+
+A layer is *significant after the controls* when both tests reject at the
+chosen correction: the conditional permutation test of Part 6's statistic
+(labels permuted within strata) and the permutation score test of the
+regression. Rejecting only when both reject is an intersection-union test
+(Berger 1982): its type I error is at most that of either test, so the verdict
+holds if either the strata capture the controls (coarse quantile bins leave
+some confounding inside a stratum) or the linear-logistic adjustment does.
 """
 
 from __future__ import annotations
@@ -146,6 +154,19 @@ def corrected_pvalues(perm: PermutationResult) -> dict[str, np.ndarray]:
     }
 
 
+def score_corrected(score) -> dict[str, np.ndarray]:
+    """Every correction's p-values of the regression's permutation score test."""
+    return {
+        "none": score.pvalue,
+        "maxstat": score.pvalue_maxstat,
+        "holm": score.pvalue_holm,
+        "fdr": score.pvalue_fdr,
+        "cluster": cluster_pvalues(
+            score.statistic, score.null_distribution, "two-sided", center=0.0
+        ),
+    }
+
+
 def _standardise(x: np.ndarray) -> np.ndarray:
     sd = x.std(axis=0)
     return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
@@ -198,6 +219,7 @@ def _layers(perm, conditional, values, labels, strata, regression, data, options
     raw_p = corrected_pvalues(perm)[options.correction]
     cond_p = corrected_pvalues(conditional)
     chosen_p = cond_p[options.correction]
+    score_p = score_corrected(score)[options.correction]
     null = np.asarray(conditional.null_distribution)
     g_raw, g_raw_lo, g_raw_hi = stratified_hedges_g(values, labels, np.zeros(labels.size, int))
     g, g_lo, g_hi = stratified_hedges_g(values, labels, strata.codes)
@@ -206,7 +228,10 @@ def _layers(perm, conditional, values, labels, strata, regression, data, options
         odds = np.exp(np.stack((coef, coef - Z_975 * se, coef + Z_975 * se)))
     rows = []
     for j, layer in enumerate(data.layers):
-        significant = bool(chosen_p[j] <= options.alpha)
+        significant_conditional = bool(chosen_p[j] <= options.alpha)
+        significant_regression = bool(score_p[j] <= options.alpha)
+        # intersection-union: both must reject (see the module docstring)
+        significant = significant_conditional and significant_regression
         significant_raw = bool(raw_p[j] <= options.alpha)
         negligible = bool(not np.isfinite(g[j]) or abs(g[j]) < options.min_effect)
         rows.append(
@@ -225,6 +250,7 @@ def _layers(perm, conditional, values, labels, strata, regression, data, options
                 pvalue_fdr=float(cond_p["fdr"][j]),
                 pvalue_cluster=float(cond_p["cluster"][j]),
                 pvalue_corrected=float(chosen_p[j]),
+                significant_conditional=significant_conditional,
                 significant=significant,
                 hedges_g=_finite(g[j]),
                 hedges_g_ci_low=_finite(g_lo[j]),
@@ -243,6 +269,9 @@ def _layers(perm, conditional, values, labels, strata, regression, data, options
                 pvalue_regression_maxstat=float(score.pvalue_maxstat[j]),
                 pvalue_regression_holm=float(score.pvalue_holm[j]),
                 pvalue_regression_fdr=float(score.pvalue_fdr[j]),
+                pvalue_regression_cluster=float(score_corrected(score)["cluster"][j]),
+                pvalue_regression_corrected=float(score_p[j]),
+                significant_regression=significant_regression,
                 auroc_full=float(gain.full[j]),
                 auroc_full_ci_low=float(gain.full_ci[j, 0]),
                 auroc_full_ci_high=float(gain.full_ci[j, 1]),
