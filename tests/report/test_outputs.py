@@ -132,7 +132,10 @@ def test_notebook_mode_is_said_in_the_figures_and_report(tmp_path):
     assert "notebook compatibility mode" in result.headline
     svg = (tmp_path / "figures" / "part6_laminar_profile.svg").read_bytes()
     assert b"notebook compatibility" in svg
-    assert written.layers.read_text().splitlines()[1].endswith(",none,notebook")
+    header, first = (line.split(",") for line in written.layers.read_text().splitlines()[:2])
+    row = dict(zip(header, first, strict=True))
+    assert (row["correction"], row["compat"]) == ("none", "notebook")
+    assert row["controlled_pvalue"] == ""  # the notebook mode has no Part 7
     assert np.isnan(result.part6.layers[0].pvalue_maxstat)
     assert result.to_dict()["part6"]["layers"][0]["pvalue_maxstat"] is None
     # the console summary never calls the notebook's symmetric_KL "JS"

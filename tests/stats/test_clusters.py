@@ -33,7 +33,9 @@ def _plain(observed, null, alternative, center, threshold=0.05):
         for r in range(null.shape[0]):
             for run in _clusters(sign * z_null[r], cut):
                 max_mass[r] = max(max_mass[r], (sign * z_null[r, run]).sum())
-        observed_clusters += [(run, (sign * z_obs[run]).sum()) for run in _clusters(sign * z_obs, cut)]
+        observed_clusters += [
+            (run, (sign * z_obs[run]).sum()) for run in _clusters(sign * z_obs, cut)
+        ]
     p = np.ones(observed.size)
     for run, mass in observed_clusters:
         value = ((max_mass >= mass * (1 - 1e-13)).sum() + 1) / (null.shape[0] + 1)

@@ -93,7 +93,11 @@ def test_exact_stratified_test_equals_brute_force_enumeration():
     labels = np.array([1, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0], dtype=bool)
     x = rng.normal(size=(12, 2)) + labels[:, None] * 0.8
     result = permutation_test(
-        x, labels, statistic="mean_difference", strata=strata, n_permutations=10_000,
+        x,
+        labels,
+        statistic="mean_difference",
+        strata=strata,
+        n_permutations=10_000,
         alternative="greater",
     )
     assert result.exact

@@ -113,7 +113,7 @@ def prepare_table(table: pa.Table, options: StudyOptions) -> Prepared:
         labels=labels,
         values=log_norm[keep],
         exclusions=exclusions,
-        n_table_rows=int(kept_rows.size),
+        n_table_rows=int(table.num_rows),
         covariates=covariates,
         window=_optional_column(table, "window", kept_rows),
         doc=_optional_column(table, "doc", kept_rows),
