@@ -96,7 +96,10 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
         started = time.perf_counter()
         controls_matrix = np.column_stack(list(chosen.values()))
         score_test(
-            data.values, data.labels, controls_matrix, strata.codes,
+            data.values,
+            data.labels,
+            controls_matrix,
+            strata.codes,
             n_permutations=options.permutations,
         )
         times.setdefault("regression score test", []).append(time.perf_counter() - started)

@@ -81,6 +81,7 @@ def test_permutation_score_test_equals_a_direct_recomputation_over_stratified_la
         labels = np.empty_like(blocks)
         labels[:, layout.order] = blocks
         null_t = (labels @ resid - mu @ resid) / scale
-        np.testing.assert_allclose(result.null_distribution[:, j], null_t, rtol=1e-6, atol=1e-9)
+        # the null's product runs in float32: about 1e-5 of the statistic
+        np.testing.assert_allclose(result.null_distribution[:, j], null_t, rtol=0, atol=1e-4)
         b = (np.abs(null_t) >= abs(observed) * (1 - 1e-12)).sum()
         assert result.pvalue[j] == pytest.approx((b + 1) / 201)

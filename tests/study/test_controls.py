@@ -154,3 +154,52 @@ def test_controls_none_and_the_notebook_mode_have_no_part7():
 def test_bad_options_are_one_sentence(kwargs, message):
     with pytest.raises(InputError, match=message):
         StudyOptions(**kwargs)
+
+
+def test_the_command_line_runs_part7_and_says_what_survives(tmp_path, capsys):
+    from lamina.cli import main
+    from lamina.report.summary import layers_csv
+    from lamina.study.result import load_results
+    from lamina.table import write_table
+
+    rng = np.random.default_rng(6)
+    path = tmp_path / "tokens.parquet"
+    write_table(confounded(rng, n=600, n_layers=6, planted=3, shift=0.45), path)
+    out = tmp_path / "out"
+    argv = [
+        "analyze",
+        str(path),
+        "--out",
+        str(out),
+        "--permutations",
+        "199",
+        "--controls",
+        "ctx_pos",
+        "--layer",
+        "3",
+        "--correction",
+        "cluster",
+    ]
+    assert main(argv) == 0
+    stdout = capsys.readouterr().out
+    results = load_results(out)
+    p7 = results["part7"]
+    line = next(x for x in stdout.splitlines() if x.startswith("significant after controls"))
+    assert line.startswith(f"significant after controls ({p7['n_significant']} of 6)")
+    assert p7["correction"] == "cluster" and results["parameters"]["correction"] == "cluster"
+    for row in results["part6"]["layers"]:
+        assert row["pvalue_corrected"] == row["pvalue_cluster"]
+    # layers.csv: the columns of before keep their places, Part 7's follow `compat`
+    header = layers_csv(results).splitlines()[0].split(",")
+    assert header.index("compat") == 26 and header[27] == "pvalue_cluster"
+    assert header[-1] == "auroc_gain_ci_high"
+    page = (out / "report.html").read_text()
+    assert 'id="part7"' in page and p7["summary"].split(" (")[0] in page
+    assert (out / "figures" / "part7_controls.png").is_file()
+    # --controls none: no Part 7, no figure, and the report still renders
+    assert main([*argv[:6], "--controls", "none", "--out", str(tmp_path / "none")]) == 0
+    assert load_results(tmp_path / "none")["part7"] is None
+    assert not (tmp_path / "none" / "figures" / "part7_controls.png").exists()
+    assert "Part 7  controls: not run" in capsys.readouterr().out
+    assert main([*argv[:2], "--controls", "ctx_pos,colour", "--out", str(tmp_path / "x")]) == 2
+    assert "--controls 'colour' is unknown" in capsys.readouterr().err

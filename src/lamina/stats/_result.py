@@ -19,7 +19,9 @@ class PermutationResult:
     every labelling, the observed one included), ``pvalue`` (L,) uncorrected,
     ``pvalue_maxstat`` (L,) max-statistic family-wise, ``pvalue_holm`` (L,)
     Holm family-wise, ``pvalue_fdr`` (L,) Benjamini-Hochberg. Divergences are
-    in nats, or in units of ``log(base)``.
+    in nats, or in units of ``log(base)``. ``companion_statistic`` and
+    ``companion_null``: a companion kernel's values on the same labellings
+    (``permutation_test(..., companion=...)``), else None.
     """
 
     statistic: np.ndarray
@@ -44,6 +46,8 @@ class PermutationResult:
     k: int | None = None
     backend: str = "numpy"
     pvalue_rule: str = "(b + 1) / (m + 1)"
+    companion_statistic: np.ndarray | None = field(default=None, repr=False)
+    companion_null: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self, *, include_null: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; non-finite numbers become the strings "inf", "-inf", "nan"."""

@@ -68,6 +68,7 @@ from lamina.stats._kernels import (
     Kernel,
     KnnKernel,
     MomentKernel,
+    PairKernel,
     evaluate,
 )
 from lamina.stats._labellings import exact_labellings, random_labellings
@@ -124,6 +125,7 @@ def permutation_test(
     backend: str = "auto",
     progress: bool = False,
     strata=None,
+    companion=None,
 ) -> PermutationResult:
     """Permutation test of a two-group statistic in every column of ``values`` at once.
 
@@ -153,6 +155,11 @@ def permutation_test(
     stratum's group sizes (a conditional test; :mod:`lamina.stats._stratified`);
     the exact test enumerates the product of the strata's labellings. Without
     strata the labellings are exactly those of earlier versions.
+    ``companion``: None, or a callable ``order -> kernel`` (see
+    :mod:`lamina.stats._kernels`) of a second statistic evaluated on the same
+    labellings, with its per-token arrays indexed by ``order`` (the tokens'
+    order inside the engine); its observed values and null are the result's
+    ``companion_statistic`` and ``companion_null``.
 
     Returns a :class:`PermutationResult`; arrays have one entry per column.
     """
@@ -173,6 +180,9 @@ def permutation_test(
         matrix, lab, statistic, bins, pseudocount, base, k, backend, n_permutations
     )
     record.update(statistic_name=statistic, alternative=alternative, seed=seed)
+    if companion is not None:
+        order = np.arange(lab.size) if layout is None else layout.order
+        kernel = PairKernel(kernel, companion(order))
     return _test(kernel, lab, n_permutations, exact, progress, record, layout)
 
 
@@ -211,6 +221,11 @@ def _test(
         else:
             labellings = stratified_labellings(layout, n_permutations, record["seed"])
         null = evaluate(kernel, labellings, n_permutations, progress)
+    companion = {}
+    if isinstance(kernel, PairKernel):
+        width = kernel.width
+        companion = {"companion_statistic": observed[width:], "companion_null": null[:, width:]}
+        observed, null = observed[:width], null[:, :width]
     alternative = record["alternative"]
     center = SIGNED_CENTERS.get(record["statistic_name"], 0.0)
     pvalue = permutation_pvalues(
@@ -233,6 +248,7 @@ def _test(
         n_false=n - n_true,
         pvalue_rule="b / M (exact)" if use_exact else "(b + 1) / (m + 1)",
         **record,
+        **companion,
     )
 
 

@@ -29,8 +29,8 @@ from lamina.stats.clusters import cluster_pvalues
 from lamina.stats.discrimination import added_auroc
 from lamina.stats.effects import Z_975
 from lamina.stats.permutation import PermutationResult, permutation_test
-from lamina.stats.regression import logistic_fit, score_test, with_intercept
-from lamina.stats.strata import Strata, make_strata, stratified_hedges_g
+from lamina.stats.regression import ScoreStatistic, logistic_fit, with_intercept
+from lamina.stats.strata import make_strata, stratified_hedges_g
 from lamina.study.options import StudyOptions
 from lamina.study.parts._controls_words import (
     balance_rows,
@@ -73,6 +73,10 @@ def controls(perm: PermutationResult, data: Prepared, options: StudyOptions) -> 
     if block_note:
         notes.append(block_note)
     strata = make_strata(chosen, labels, n_bins=options.strata_bins, blocks=blocks)
+    terms, control_matrix = _control_matrix(chosen, labels.size)
+    norms = _standardise(values)
+    score = ScoreStatistic(norms, labels, control_matrix)
+    # one set of within-strata labellings for both tests
     conditional = permutation_test(
         values,
         labels,
@@ -82,8 +86,17 @@ def controls(perm: PermutationResult, data: Prepared, options: StudyOptions) -> 
         alternative=options.resolved_alternative,
         seed=options.seed,
         strata=strata.codes,
+        companion=score.kernel,
     )
-    regression, rows_regression = _regression(values, labels, chosen, strata, options)
+    score_result = score.result(
+        conditional.companion_statistic,
+        conditional.companion_null,
+        options.seed,
+        includes_observed=conditional.exact,
+    )
+    regression, rows_regression = _regression(
+        norms, labels, terms, control_matrix, score, score_result, options
+    )
     layers = _layers(perm, conditional, values, labels, strata, rows_regression, data, options)
     balance = balance_rows(covariates, keep, labels, strata.codes, used)
     return _record(perm, data, options, used, notes, strata, balance, regression, layers)
@@ -172,33 +185,28 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 
 
-def _regression(values, labels, chosen, strata: Strata, options: StudyOptions):
-    """The logistic regression view: per-layer fits, the score test, the AUROC gain."""
+def _control_matrix(chosen, n: int) -> tuple[list[str], np.ndarray]:
+    """The regression's control terms and their standardised columns (n, q)."""
     terms, columns = regression_terms(chosen)
-    control_matrix = (
-        _standardise(np.column_stack(columns)) if columns else np.zeros((labels.size, 0))
-    )
-    norms = _standardise(values)
+    if not columns:
+        return terms, np.zeros((n, 0))
+    return terms, _standardise(np.column_stack(columns))
+
+
+def _regression(norms, labels, terms, control_matrix, score, score_result, options):
+    """The logistic regression view: per-layer fits, the score test, the AUROC gain."""
     base = with_intercept(control_matrix)
-    n_layers = values.shape[1]
+    n_layers = norms.shape[1]
     designs = np.concatenate(
         (np.broadcast_to(base, (n_layers, *base.shape)), norms.T[:, :, None]), axis=2
     )
-    fits = logistic_fit(designs, labels)
-    score = score_test(
-        norms,
-        labels,
-        control_matrix,
-        strata.codes,
-        n_permutations=options.permutations,
-        seed=options.seed,
-    )
+    fits = logistic_fit(designs, labels, start=np.r_[score.null_fit.coef, 0.0])
     gain = added_auroc(norms, labels, control_matrix, seed=options.seed)
     summary = RegressionSummary(
         model="correct ~ z(log-norm) + " + (" + ".join(terms) if terms else "1"),
         terms=terms,
         permutation_scheme=PERMUTATION_SCHEME,
-        n_permutations=score.n_permutations,
+        n_permutations=score_result.n_permutations,
         seed=options.seed,
         cv_folds=gain.folds,
         n_bootstrap=gain.n_bootstrap,
@@ -206,7 +214,7 @@ def _regression(values, labels, chosen, strata: Strata, options: StudyOptions):
         auroc_controls_ci_low=float(gain.controls_ci[0]),
         auroc_controls_ci_high=float(gain.controls_ci[1]),
     )
-    return summary, (fits, score, gain)
+    return summary, (fits, score_result, gain)
 
 
 def _finite(x: float) -> float | None:
