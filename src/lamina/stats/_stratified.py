@@ -5,8 +5,8 @@ stratum 1's, and so on (:class:`StrataLayout` gives the order). Every labelling
 keeps each stratum's number of True labels, and within a stratum every
 arrangement is equally likely; strata are independent. Blocks are bool arrays
 ``(rows, n_tokens)`` in stratum order, in blocks of
-:func:`lamina.stats._labellings.block_rows` rows, like the unstratified
-generators, so every kernel takes them unchanged.
+:func:`stratified_block_rows` rows, like the unstratified generators, so every
+kernel takes them unchanged.
 
 Method (the unstratified one, per stratum): each token of a stratum joins the
 group with that stratum's probability (one random byte against the stratum's
@@ -27,6 +27,13 @@ import numpy as np
 
 from lamina.errors import InputError
 from lamina.stats._labellings import block_rows
+
+
+def stratified_block_rows(n_tokens: int) -> int:
+    """Labellings drawn per stratified block: about 8 MiB of labels, so that the many
+    scattered flips of the per-stratum correction stay in cache (4x faster than 32 MiB at
+    40,000 tokens); a function of the data size only (reproducibility)."""
+    return int(min(4096, max(16, (8 * 2**20) // max(n_tokens, 1))))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +94,7 @@ def stratified_labellings(
     token_threshold = np.repeat(threshold.astype(np.int16), sizes)
     inverted_tokens = np.repeat(invert, sizes)
     any_inverted = bool(invert.any())
-    rows_per_block = block_rows(n)
+    rows_per_block = stratified_block_rows(n)
     done = 0
     while done < n_permutations:
         rows = min(rows_per_block, n_permutations - done)
