@@ -124,6 +124,11 @@ def _part7_lines(results: Mapping[str, Any]) -> list[str]:
             if p7["explained_layers"]
             else ""
         )
+        + (
+            f"; the two tests disagree: {layer_list(p7['disagree_layers'])}"
+            if p7.get("disagree_layers")
+            else ""
+        )
     )
     return lines
 

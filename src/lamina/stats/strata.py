@@ -14,8 +14,10 @@ Rules (one place for them):
   points are dropped, so heavily tied covariates get fewer bins.
 - **Crossing**: a token's cell is the tuple of its bin codes (and of its block,
   when permutations must also stay within documents or windows), and cells are
-  ordered lexicographically (the block first, then the controls in the order
-  given, the last varying fastest).
+  ordered lexicographically: the block first, then the controls by their number
+  of bins, fewest first (ties in the order given), the last varying fastest. So
+  merging (below) pools neighbouring quantile bins of the finest controls
+  before it pools across the two values of a binary one.
 - **Sparse cells are merged** (:func:`merge_sparse`): a cell is *sparse* when
   it has fewer than ``min_tokens`` tokens (:data:`MIN_STRATUM_TOKENS`) or
   lacks one of the two classes (its labels cannot move, so it carries no
@@ -102,16 +104,18 @@ def make_strata(
         if isinstance(covariates, Mapping)
         else {f"x{j}": v for j, v in enumerate(covariates)}
     )
-    columns = []
+    codes: dict[str, np.ndarray] = {}
     bins: dict[str, int] = {}
     block_codes = np.zeros(n, dtype=np.int64) if blocks is None else _codes(blocks, n)
-    columns.append(block_codes)
     for name, values in named.items():
         if np.shape(values) != (n,):
             raise InputError(f"covariate {name} has shape {np.shape(values)}; pass ({n},).")
-        code = quantile_bins(values, n_bins)
-        bins[name] = int(code.max()) + 1 if n else 0
-        columns.append(code)
+        codes[name] = quantile_bins(values, n_bins)
+        bins[name] = int(np.unique(codes[name]).size)
+    # fewest bins first: merging then pools neighbouring quantile bins of the finest
+    # covariates before it pools across a binary covariate's two values
+    order = sorted(codes, key=lambda name: bins[name])
+    columns = [block_codes, *(codes[name] for name in order)]
     _, cells = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
     cells = cells.ravel()
     n_cells = int(cells.max()) + 1 if n else 0

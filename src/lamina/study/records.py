@@ -495,4 +495,5 @@ class Controls(Record):
     survived_layers: list[int]
     negligible_layers: list[int]
     explained_layers: list[int]
+    disagree_layers: list[int]
     summary: str

@@ -21,16 +21,24 @@ VERDICTS = {
     "survives": "significant after controls",
     "negligible": "significant but negligible",
     "explained": "explained by the controls",
+    "disagree": "the two tests disagree",
     "none": "not significant",
 }
 #: Controls entered on a log scale in the regression (their effect is roughly logarithmic).
 LOG_TERMS = ("ctx_pos",)
 
 
-def verdict(significant: bool, significant_raw: bool, negligible: bool) -> str:
-    """A layer's label: significant after controls (and large enough), negligible, explained."""
-    if significant:
+def verdict(conditional: bool, regression: bool, significant_raw: bool, negligible: bool) -> str:
+    """A layer's label from the two tests after the controls, Part 6's, and the effect size.
+
+    Both reject: significant after controls (or significant but negligible); one
+    rejects: the tests disagree; neither: explained by the controls when Part 6
+    found the layer, else not significant.
+    """
+    if conditional and regression:
         return VERDICTS["negligible" if negligible else "survives"]
+    if conditional or regression:
+        return VERDICTS["disagree"]
     return VERDICTS["explained" if significant_raw else "none"]
 
 
@@ -119,6 +127,12 @@ def summary_sentence(record: Controls) -> str:
         sentences.append(
             f"Significant with |g| >= {record.min_effect:g}: "
             f"layers {layer_list(record.survived_layers)}."
+        )
+    if record.disagree_layers:
+        sentences.append(
+            "Only one of the two tests rejects (the conditional test of the "
+            f"{record.statistic_name} statistic or the regression's score test): "
+            f"layers {layer_list(record.disagree_layers)}."
         )
     if record.explained_layers:
         sentences.append(

@@ -33,6 +33,7 @@ from lamina.stats.regression import ScoreStatistic, logistic_fit, with_intercept
 from lamina.stats.strata import make_strata, stratified_hedges_g
 from lamina.study.options import StudyOptions
 from lamina.study.parts._controls_words import (
+    VERDICTS,
     balance_rows,
     block_codes,
     regression_terms,
@@ -143,7 +144,8 @@ def _record(perm, data, options, used, notes, strata, balance, regression, layer
         significant_raw_layers=[r.layer for r in layers if r.significant_raw],
         survived_layers=[r.layer for r in layers if r.significant and not r.negligible],
         negligible_layers=[r.layer for r in layers if r.significant and r.negligible],
-        explained_layers=[r.layer for r in layers if r.significant_raw and not r.significant],
+        explained_layers=[r.layer for r in layers if r.verdict == VERDICTS["explained"]],
+        disagree_layers=[r.layer for r in layers if r.verdict == VERDICTS["disagree"]],
         summary="",
     )
     record.summary = summary_sentence(record)
@@ -264,7 +266,9 @@ def _layers(perm, conditional, values, labels, strata, regression, data, options
                 hedges_g_ci_low=_finite(g_lo[j]),
                 hedges_g_ci_high=_finite(g_hi[j]),
                 negligible=negligible,
-                verdict=verdict(significant, significant_raw, negligible),
+                verdict=verdict(
+                    significant_conditional, significant_regression, significant_raw, negligible
+                ),
                 odds_ratio=_finite(odds[0, j]),
                 odds_ratio_ci_low=_finite(odds[1, j]),
                 odds_ratio_ci_high=_finite(odds[2, j]),
