@@ -5,7 +5,8 @@ are shorter, more frequent, more often a repeat of a token earlier in the
 window, and unevenly spread over positions in the window; any of these can move
 the norms. Part 7 measures each covariate's imbalance between the classes
 (balance), tests every layer again with labels permuted only within strata of
-the controls (the same statistic and corrections as Part 6), fits the logistic
+the controls (Part 6's statistic and corrections, on the log-norms adjusted for
+the strata and the controls), fits the logistic
 regression ``correct ~ z(log-norm) + controls`` per layer (the norm's odds
 ratio per SD, its permutation score test, and what it adds to the controls'
 cross-validated AUROC), and labels each layer by its controlled effect size
@@ -13,8 +14,8 @@ cross-validated AUROC), and labels each layer by its controlled effect size
 
 A layer is *significant after the controls* when both tests reject at the
 chosen correction: the conditional permutation test of Part 6's statistic
-(labels permuted within strata) and the permutation score test of the
-regression. Rejecting only when both reject is an intersection-union test
+(labels permuted within strata, on adjusted log-norms) and the permutation
+score test of the regression. Rejecting only when both reject is an intersection-union test
 (Berger 1982): its type I error is at most that of either test, so the verdict
 holds if either the strata capture the controls (coarse quantile bins leave
 some confounding inside a stratum) or the linear-logistic adjustment does.
@@ -30,7 +31,7 @@ from lamina.stats.discrimination import added_auroc
 from lamina.stats.effects import Z_975
 from lamina.stats.permutation import PermutationResult, permutation_test
 from lamina.stats.regression import ScoreStatistic, logistic_fit, with_intercept
-from lamina.stats.strata import make_strata, stratified_hedges_g
+from lamina.stats.strata import adjust_within_strata, make_strata, stratified_hedges_g
 from lamina.study.options import StudyOptions
 from lamina.study.parts._controls_words import (
     VERDICTS,
@@ -77,9 +78,11 @@ def controls(perm: PermutationResult, data: Prepared, options: StudyOptions) -> 
     terms, control_matrix = _control_matrix(chosen, labels.size)
     norms = _standardise(values)
     score = ScoreStatistic(norms, labels, control_matrix)
+    # the log-norms with what the strata and the controls explain removed
+    adjusted = adjust_within_strata(values, strata.codes, control_matrix)
     # one set of within-strata labellings for both tests
     conditional = permutation_test(
-        values,
+        adjusted,
         labels,
         statistic=options.statistic,
         bins=options.bins_spec,
