@@ -72,7 +72,8 @@ def _points(ax, x, y, low, high, significant, colour, marker, label) -> None:
 
 
 def _panel_effects(ax, p7, rows, layers) -> None:
-    """A: Hedges' g before (grey) and within strata (purple), with the negligible band."""
+    """A: Hedges' g before (grey) and within strata (purple), with the negligible band;
+    purple filled: significant after the controls (both tests)."""
     band = p7["min_effect"]
     ax.axhspan(-band, band, color="0.92", zorder=0, label=f"|g| < {band:g} (negligible)")
     ax.axhline(0.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
@@ -109,7 +110,7 @@ def _panel_effects(ax, p7, rows, layers) -> None:
 
 def _panel_odds(ax, p7, rows, layers) -> None:
     """B: the norm's odds ratio per SD given the controls, log scale."""
-    sig = np.array([r["pvalue_regression_maxstat"] <= p7["alpha"] for r in rows], dtype=bool)
+    sig = np.array([r["significant_regression"] for r in rows], dtype=bool)
     odds = _values(rows, "odds_ratio")
     ax.axhline(1.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
     _points(
