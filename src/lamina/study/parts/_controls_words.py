@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lamina._format import layer_list
-from lamina.stats.catalog import CORRECTION_LABELS
+from lamina.stats.catalog import CORRECTION_LABELS, short
 from lamina.stats.strata import standardised_mean_difference
 
 if TYPE_CHECKING:
@@ -130,8 +130,8 @@ def summary_sentence(record: Controls) -> str:
         )
     if record.disagree_layers:
         sentences.append(
-            "Only one of the two tests rejects (the conditional test of the "
-            f"{record.statistic_name} statistic or the regression's score test): "
+            "Only one of the two tests rejects (the conditional test of "
+            f"{short(record.statistic_name)} or the regression's score test): "
             f"layers {layer_list(record.disagree_layers)}."
         )
     if record.explained_layers:
