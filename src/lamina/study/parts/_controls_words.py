@@ -108,7 +108,8 @@ def summary_sentence(record: Controls) -> str:
     correction = CORRECTION_LABELS[record.correction]
     n_layers = record.n_layers
     sentences = [
-        f"Conditional on {controls} ({record.strata.n_strata} strata), "
+        f"Conditional on {controls} ({record.strata.n_strata} "
+        f"{'stratum' if record.strata.n_strata == 1 else 'strata'}), "
         + (
             f"{record.n_significant} of {n_layers} layers differ at α = {record.alpha:g} "
             f"(conditional permutation test and regression score test, both by the "
