@@ -34,8 +34,14 @@ ALLOWED = {
     "capture": ("lamina.sources", "lamina.table"),
     "backends": (),
     "stats": ("lamina.backends",),
-    # the study reads token tables, runs statistics, and knows the window vocabulary
-    "study": ("lamina.table", "lamina.stats", "lamina.capture.windows"),
+    # the study reads token tables, runs statistics, and knows the window vocabulary and
+    # the covariates' definitions (to derive them for tables written before them)
+    "study": (
+        "lamina.table",
+        "lamina.stats",
+        "lamina.capture.windows",
+        "lamina.capture.covariates",
+    ),
     # the report reads study results and the statistics' catalogue, nothing else
     "report": ("lamina.study.result", "lamina.study.records", "lamina.stats.catalog"),
     "pipeline": (

@@ -55,6 +55,28 @@ def test_each_document_is_extracted_as_if_alone(loaded, corpus):
     assert np.all(np.diff(table.column("window").to_numpy()) >= 0)
 
 
+@pytest.mark.parametrize("windows", ["all", "middle"])
+def test_covariates_count_frequencies_over_the_corpus_and_repeats_within_a_document(
+    loaded, corpus, windows
+):
+    """target_freq: every token of every document (middle windows too); target_repeat: its own."""
+    from lamina.capture import tokenize
+
+    table = extract(loaded, corpus, windows=windows, window=64, progress=False)
+    streams = [tokenize(loaded.tokenizer, doc.text) for doc in corpus.documents]
+    counts = np.bincount(np.concatenate(streams))
+    total = sum(s.size for s in streams)
+    df = table.to_pandas()
+    assert set(df["doc"]) == {0, 1}
+    for row in df.itertuples():
+        tokens = streams[row.doc]
+        p, start = row.text_pos, row.text_pos - row.ctx_pos
+        target = tokens[p + 1]
+        assert row.target_freq == pytest.approx(np.log(counts[target] / total), rel=1e-6)
+        assert row.target_repeat == (target in tokens[start : p + 1].tolist())
+        assert row.input_is_first == (row.ctx_pos == 0)
+
+
 def test_max_tokens_counts_over_the_corpus(loaded, corpus):
     first = len(extract(loaded, corpus.documents[0], window=64, progress=False))
     table = extract(loaded, corpus, window=64, max_tokens=first + 10, progress=False)

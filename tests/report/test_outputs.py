@@ -138,6 +138,7 @@ def test_notebook_mode_is_said_in_the_figures_and_report(tmp_path):
     header, first = (line.split(",") for line in written.layers.read_text().splitlines()[:2])
     row = dict(zip(header, first, strict=True))
     assert (row["correction"], row["compat"], row["site"]) == ("none", "notebook", "attn_out")
+    assert row["controlled_pvalue"] == ""  # the notebook mode has no Part 7
     assert np.isnan(result.part6.layers[0].pvalue_maxstat)
     assert result.to_dict()["part6"]["layers"][0]["pvalue_maxstat"] is None
     # the console summary never calls the notebook's symmetric_KL "JS"

@@ -193,7 +193,8 @@ def test_layers_csv_has_every_site_and_keeps_its_columns(result):
         "correction",
         "compat",
     ]
-    assert header[-8:] == [
+    n = len(LAYER_COLUMNS) + 4
+    assert header[n : n + 8] == [
         "site",
         "head",
         "pvalue_maxstat_run",
@@ -210,6 +211,9 @@ def test_layers_csv_has_every_site_and_keeps_its_columns(result):
     ] * 12
     assert [r[head] for r in rows[:12]] == [""] * 12
     assert [r[head] for r in rows[12:15]] == ["0", "1", "2"]
+    # Part 6's cluster p-value and Part 7's columns are the primary site's, on its rows only
+    cluster = header.index("pvalue_cluster")
+    assert all(r[cluster] != "" for r in rows[:4]) and all(r[cluster] == "" for r in rows[4:])
 
 
 def test_results_round_trip_with_the_sites_section(result):
@@ -236,3 +240,34 @@ def test_a_site_the_table_lacks_is_refused():
     table = multi_site_table(n_tokens=200, n_layers=3, sites=("attn_out",))
     with pytest.raises(InputError, match=r"no .mlp_out. columns .* drop it from --sites"):
         analyze_table(table, StudyOptions(layer=1, permutations=19, sites=("mlp_out",)))
+
+
+def test_cluster_mass_runs_over_each_sites_and_each_heads_layers(table):
+    """--correction cluster: per head along its layers at the site, over every site for the run."""
+    from lamina.stats.clusters import cluster_pvalues
+
+    options = dataclasses.replace(OPTIONS, correction="cluster")
+    sites = analyze_table(table, options, created="x").sites
+    labels = table.column("correct").to_numpy()
+    observed, nulls, segments, offset = [], [], [], 0
+    for profile in sites.profiles:
+        if profile.kind == "heads":
+            x = np.log(_head_matrix(table))  # columns layer-major: layer * 3 + head
+            runs = [np.arange(h, 12, 3) for h in range(3)]
+        else:
+            names = [f"{profile.site}.{la}" for la in range(4)]
+            x = np.log(np.column_stack([table.column(n).to_numpy() for n in names]).astype(float))
+            runs = [np.arange(4)]
+        perm = permutation_test(x, labels, statistic="js", bins=30, n_permutations=199, seed=0)
+        site_p = cluster_pvalues(perm.statistic, perm.null_distribution, "greater", segments=runs)
+        np.testing.assert_allclose([r.pvalue_cluster for r in profile.rows], site_p)
+        observed.append(perm.statistic)
+        nulls.append(perm.null_distribution)
+        segments += [run + offset for run in runs]
+        offset += x.shape[1]
+    run_p = cluster_pvalues(
+        np.concatenate(observed), np.hstack(nulls), "greater", segments=segments
+    )
+    got = [r.pvalue_corrected_run for p in sites.profiles for r in p.rows]
+    np.testing.assert_allclose(got, run_p)
+    assert all(r.pvalue_corrected == r.pvalue_cluster for p in sites.profiles for r in p.rows)

@@ -1,7 +1,9 @@
 """The token table from a plan's skeleton and its shards' columns.
 
 The *skeleton* is every column that follows from the plan and the tokenizer
-alone: documents, positions, windows, token ids and ``target_chars``. The
+alone: documents, positions, windows, token ids, ``target_chars`` and Part 7's
+covariates (:mod:`lamina.capture.covariates`; ``target_freq`` counts every
+token read of every document of the corpus). The
 shards hold what the model computed (the prediction columns and the norms), in
 plan order. With a shards directory the skeleton is saved as ``plan.parquet``
 and the table's metadata (the text or corpus with every document's provenance
@@ -23,7 +25,8 @@ import pyarrow.parquet as pq
 
 from lamina import __version__
 from lamina._io import atomic_path
-from lamina.capture.plan import ExtractionPlan
+from lamina.capture.covariates import COVARIATES, covariate_columns
+from lamina.capture.plan import Document, ExtractionPlan
 from lamina.capture.scoring import decoded_lengths, token_strings
 from lamina.capture.shards import load_manifest, read_shard
 from lamina.errors import CaptureError, TableError
@@ -31,12 +34,23 @@ from lamina.table import FORMAT_VERSION, SCORE_COLUMNS, build_table
 
 PLAN_FILE = "plan.parquet"
 PLAN_KEY = b"lamina_plan"
-SKELETON_COLUMNS = ("doc", "text_pos", "window", "ctx_pos", "token_id", "target_id", "target_chars")
+SKELETON_COLUMNS = (
+    "doc",
+    "text_pos",
+    "window",
+    "ctx_pos",
+    "token_id",
+    "target_id",
+    "target_chars",
+    *COVARIATES,
+)
 
 
 def skeleton(plan: ExtractionPlan, tokenizer: Any) -> dict[str, np.ndarray]:
-    """Every scored row's document, position, window, ids and target length, in plan order."""
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in SKELETON_COLUMNS[:-1]}
+    """Every scored row's document, position, window, ids, target length and covariates."""
+    counts, n_counted = corpus_counts(plan.documents)
+    delimiters: dict[int, bool] = {}
+    parts: dict[str, list[np.ndarray]] = {name: [] for name in SKELETON_COLUMNS}
     for shard in plan.shards:
         doc = plan.documents[shard.doc]
         for w in shard.windows:
@@ -47,13 +61,56 @@ def skeleton(plan: ExtractionPlan, tokenizer: Any) -> dict[str, np.ndarray]:
             parts["ctx_pos"].append((text_pos - w.start).astype(np.int32))
             parts["token_id"].append(doc.ids(w.score_from, w.stop))
             parts["target_id"].append(doc.ids(w.score_from + 1, w.stop + 1))
+        if shard.windows:
+            for name, values in _covariates(
+                doc, shard.windows, tokenizer, counts, n_counted, delimiters
+            ).items():
+                parts[name].append(values)
     columns = {
         name: np.concatenate(values) if values else np.zeros(0, dtype=np.int64)
         for name, values in parts.items()
+        if name != "target_chars"
     }
     chars = decoded_lengths(tokenizer, columns["target_id"])
     columns["target_chars"] = np.minimum(chars, np.iinfo(np.int16).max).astype(np.int16)
-    return columns
+    return {name: columns[name] for name in SKELETON_COLUMNS}
+
+
+def corpus_counts(documents: Sequence[Document]) -> tuple[np.ndarray, int]:
+    """Occurrences of every token id over every token read of every document, and their sum."""
+    total = np.zeros(0, dtype=np.int64)
+    for doc in documents:
+        more = doc.counts if doc.counts is not None else np.bincount(doc.tokens)
+        if more.size > total.size:
+            more = more.copy()
+            more[: total.size] += total
+            total = more
+        else:
+            total[: more.size] += more
+    return total, int(total.sum())
+
+
+def _covariates(
+    doc: Document,
+    windows: Sequence[Any],
+    tokenizer: Any,
+    counts: np.ndarray,
+    n_counted: int,
+    delimiters: dict[int, bool],
+) -> dict[str, np.ndarray]:
+    """The covariate columns of ``windows`` of ``doc``, positions taken in its kept tokens."""
+    local = doc.local(windows)
+    text_pos = np.concatenate([np.arange(w.score_from, w.stop) for w in local])
+    window_start = np.concatenate([np.full(w.n_scored, w.start) for w in local])
+    return covariate_columns(
+        doc.tokens,
+        text_pos,
+        window_start,
+        tokenizer,
+        counts=counts,
+        n_counted=n_counted,
+        delimiter_cache=delimiters,
+    )
 
 
 def base_metadata(plan: ExtractionPlan, text: dict[str, Any], sites: dict[str, Any]) -> dict:
@@ -122,7 +179,8 @@ def assemble_table(
             "were computed with --allow-nonfinite); pass --allow-nonfinite again, or delete "
             "the shards to extract anew."
         )
-    ordered = {name: columns[name] for name in (*SCORE_COLUMNS, "doc", "pred_id")}
+    kept = (*SCORE_COLUMNS, "doc", "pred_id", *COVARIATES)
+    ordered = {name: columns[name] for name in kept if name in columns}
     if allow_nonfinite and nonfinite is not None:
         ordered["nonfinite"] = nonfinite
     for name in names:

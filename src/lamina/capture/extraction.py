@@ -163,7 +163,15 @@ def build_plan(
             tokenizer, body, mode=windows.mode, window=window, max_tokens=planner.left
         )
         planner.add(
-            Document(index, stream.ids, provenance, stream.offset, stream.length, stream.n_tokens)
+            Document(
+                index,
+                stream.ids,
+                provenance,
+                stream.offset,
+                stream.length,
+                stream.n_tokens,
+                counts=stream.counts,
+            )
         )
     return planner.plan, text_meta, bos_id
 

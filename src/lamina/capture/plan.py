@@ -36,7 +36,8 @@ class Document:
     ``tokens`` are the stream's ids ``[offset, offset + len(tokens))`` (all of them
     unless the windows need less, see :func:`lamina.capture.tokens.token_stream`);
     ``length`` is the stream length the windows are planned on; ``n_tokens`` the
-    whole stream's, or None when tokenizing stopped early.
+    whole stream's, or None when tokenizing stopped early. ``counts``: occurrences
+    of every id among the tokens read (None: those of ``tokens``).
     """
 
     index: int
@@ -45,6 +46,7 @@ class Document:
     offset: int = 0
     length: int | None = None
     n_tokens: int | None = None
+    counts: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def name(self) -> str:

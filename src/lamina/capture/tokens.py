@@ -116,12 +116,16 @@ class TokenStream:
 
     ``ids`` are the stream's tokens ``[offset, offset + len(ids))``; ``n_tokens`` is
     the whole stream's length, or None when tokenising stopped once the windows
-    had what they need (``all`` windows with ``max_tokens``).
+    had what they need (``all`` windows with ``max_tokens``). ``counts`` holds the
+    occurrences of every token id among all the tokens read (the whole stream,
+    or what was read before stopping), indexed by id: the frequencies of
+    Part 7's ``target_freq`` covariate.
     """
 
     ids: np.ndarray
     offset: int
     n_tokens: int | None
+    counts: np.ndarray | None = None
 
     @property
     def length(self) -> int:
@@ -150,12 +154,16 @@ def token_stream(
     if mode != "middle":
         limit = None if max_tokens is None else max_tokens + window + 1
         ids, complete = _tokenize(tokenizer, text, limit, chunk_chars)
-        return TokenStream(ids=ids, offset=0, n_tokens=int(ids.size) if complete else None)
+        n_tokens = int(ids.size) if complete else None
+        return TokenStream(ids=ids, offset=0, n_tokens=n_tokens, counts=np.bincount(ids))
     # middle: the window starts at half the stream's length; count first, keep the window.
     spans, counts = [], []
+    frequencies = np.zeros(0, dtype=np.int64)
     for start, stop in text_pieces(tokenizer, text, chunk_chars):
         spans.append((start, stop))
-        counts.append(len(_encode(tokenizer, text[start:stop])))
+        piece = np.asarray(_encode(tokenizer, text[start:stop]), dtype=np.int64)
+        counts.append(piece.size)
+        frequencies = _add_counts(frequencies, piece)
     n_tokens = sum(counts)
     first, last = n_tokens // 2, min(n_tokens, n_tokens // 2 + window + 1)
     kept, position, offset = [], 0, None
@@ -165,6 +173,18 @@ def token_stream(
             kept.append(np.asarray(_encode(tokenizer, text[start:stop]), dtype=np.int64))
         position += count
     if offset is None:  # an empty stream: nothing to keep
-        return TokenStream(ids=np.zeros(0, dtype=np.int64), offset=0, n_tokens=n_tokens)
-    ids = np.concatenate(kept)
-    return TokenStream(ids=ids[first - offset : last - offset], offset=first, n_tokens=n_tokens)
+        return TokenStream(
+            ids=np.zeros(0, dtype=np.int64), offset=0, n_tokens=n_tokens, counts=frequencies
+        )
+    ids = np.concatenate(kept)[first - offset : last - offset]
+    return TokenStream(ids=ids, offset=first, n_tokens=n_tokens, counts=frequencies)
+
+
+def _add_counts(counts: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``counts`` (occurrences per id) with those of ``ids`` added; grows as ids need."""
+    more = np.bincount(ids)
+    if more.size > counts.size:
+        more[: counts.size] += counts
+        return more
+    counts[: more.size] += more
+    return counts

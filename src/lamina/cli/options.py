@@ -16,7 +16,10 @@ from lamina.stats.catalog import ALTERNATIVES, BIN_RULES, CORRECTIONS, STATISTIC
 from lamina.study.options import (
     COMPAT_ALIASES,
     COMPAT_MODES,
+    CONTROL_NAMES,
     CORRECTION_SCOPES,
+    EXCLUDABLE,
+    PERMUTE_WITHIN,
     StudyOptions,
     WindowOptions,
 )
@@ -351,6 +354,7 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
         f"(regression only; {aliases})",
     )
     _add_sites_analysis_args(g, d)
+    add_controls_args(p)
 
 
 def _add_sites_analysis_args(g: Any, d: StudyOptions) -> None:
@@ -385,6 +389,54 @@ def analysis_sites(value: str | None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def _names(value: str) -> tuple[str, ...]:
+    """A comma-separated list of names; ``none`` is the empty list."""
+    return () if value.strip() == "none" else tuple(n.strip() for n in value.split(",") if n)
+
+
+def add_controls_args(p: argparse.ArgumentParser) -> None:
+    """Part 7's options (controls, strata, blocks, effect size) and --exclude."""
+    d = StudyOptions()
+    g = p.add_argument_group("controls (Part 7)")
+    g.add_argument(
+        "--controls",
+        type=_names,
+        default=d.controls,
+        metavar="C[,C...]",
+        help=f"covariates Part 7 conditions on: {', '.join(CONTROL_NAMES)}; none turns "
+        f"Part 7 off (default: {','.join(d.controls)})",
+    )
+    g.add_argument(
+        "--strata-bins",
+        type=int,
+        default=d.strata_bins,
+        metavar="B",
+        help=f"quantile bins per control for the conditional test (default: {d.strata_bins})",
+    )
+    g.add_argument(
+        "--permute-within",
+        choices=PERMUTE_WITHIN,
+        default=d.permute_within,
+        help="also keep Part 7's permutations within documents or windows "
+        f"(default: {d.permute_within})",
+    )
+    g.add_argument(
+        "--min-effect",
+        type=float,
+        default=d.min_effect,
+        metavar="G",
+        help="|Hedges' g| below which a significant layer is called negligible "
+        f"(default: {d.min_effect})",
+    )
+    g.add_argument(
+        "--exclude",
+        type=_names,
+        default=d.exclude,
+        metavar="K[,K...]",
+        help=f"drop these tokens from every part: {', '.join(EXCLUDABLE)} (default: none)",
+    )
+
+
 def study_options(args: argparse.Namespace) -> StudyOptions:
     return StudyOptions(
         site=args.site,
@@ -402,4 +454,9 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
         compat=args.compat,
         sites=analysis_sites(args.analysis_sites),
         correction_scope=args.correction_scope,
+        controls=args.controls,
+        strata_bins=args.strata_bins,
+        permute_within=args.permute_within,
+        min_effect=args.min_effect,
+        exclude=args.exclude,
     )

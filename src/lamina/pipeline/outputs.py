@@ -3,7 +3,7 @@
 ``tokens.parquet``  the token table
 ``results.json``    every number, its parameters and units (``docs/results-format.md``)
 ``layers.csv``      one row per layer (Part 6)
-``figures/``        one PNG and one SVG per figure, named by part (Parts 2-6), and the
+``figures/``        one PNG and one SVG per figure, named by part (Parts 2-7), and the
                     sites' figures when the run analysed several sites or attn_head
 ``report.html``     one self-contained page with provenance, headline, tables, figures
                     and the interactive profile and token view
@@ -67,13 +67,16 @@ def output_set(out: str | Path) -> Iterator[StagedOutputs]:
     Every command that writes a study directory (run, analyze, report) writes inside
     this block; see :func:`lamina._staging.output_set`.
     """
-    from lamina.report.figures import FIGURE_NAMES
+    from lamina.report._style import FIGURE_NAMES, SITE_FIGURES
 
     out = Path(out)
     check_out_dir(out)
     with _output_set(out, names=OUTPUT_NAMES, last=COMMIT_LAST) as staged:
         # figures/ is replaced whole by a new set, but `lamina report` keeps it: clean it too.
-        remove_stale(out / FIGURES_DIR, [f"{n}.{ext}" for n in FIGURE_NAMES for ext in FORMATS])
+        remove_stale(
+            out / FIGURES_DIR,
+            [f"{n}.{ext}" for n in (*FIGURE_NAMES, *SITE_FIGURES) for ext in FORMATS],
+        )
         yield staged
 
 
@@ -164,7 +167,7 @@ def rebuild_report(out_dir: str | Path) -> Path:
     from jinja2 import TemplateError
 
     from lamina.report import html
-    from lamina.report.figures.render import figure_names
+    from lamina.report._style import figure_names
 
     out = Path(out_dir)
     check_out_dir(out)

@@ -32,6 +32,7 @@ FIGURE_SIZES: dict[str, tuple[float, float]] = {
     "part4_divergences": (10.0, 4.6),
     "part5_significance": (8.0, 3.8),
     "part6_laminar_profile": (10.0, 7.0),
+    "part7_controls": (10.0, 7.4),
 }
 FIGURE_NAMES: tuple[str, ...] = tuple(FIGURE_SIZES)
 FIGURE_TITLES = {
@@ -40,7 +41,11 @@ FIGURE_TITLES = {
     "part4_divergences": "Part 4: divergences and the number of bins",
     "part5_significance": "Part 5: permutation test at one layer",
     "part6_laminar_profile": "Part 6: laminar profile over all layers",
+    "part7_controls": "Part 7: the difference after the controls",
 }
+#: Figures drawn only when their part ran (its results field is not null).
+OPTIONAL_FIGURES = {"part7_controls": "part7"}
+
 
 # Figures drawn only when the results call for them: several sites, attn_head, a comparison.
 SITE_SERIES = (
@@ -68,6 +73,24 @@ FIGURE_TITLES.update(
     }
 )
 SITE_FIGURES: tuple[str, ...] = ("sites_laminar_profiles", "sites_attn_heads")
+
+
+def figure_names(results) -> tuple[str, ...]:
+    """The figures of a results dict, in report order: every part's (Part 7's only when
+    Part 7 ran), then ``sites_laminar_profiles`` for two or more per-layer sites and
+    ``sites_attn_heads`` when ``attn_head`` was analysed."""
+    names = [
+        name
+        for name in FIGURE_NAMES
+        if name not in OPTIONAL_FIGURES or results.get(OPTIONAL_FIGURES[name]) is not None
+    ]
+    kinds = [p.get("kind") for p in (results.get("sites") or {}).get("profiles", [])]
+    if kinds.count("layers") > 1:
+        names.append("sites_laminar_profiles")
+    if "heads" in kinds:
+        names.append("sites_attn_heads")
+    return tuple(names)
+
 
 RC_PARAMS = {
     "axes.spines.right": False,

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lamina._format import format_p, layer_list
-from lamina.report._style import FIGURE_NAMES, FIGURE_TITLES, SITE_FIGURES, pixel_size
+from lamina.report._style import FIGURE_TITLES, SITE_FIGURES, figure_names, pixel_size
 from lamina.report.explore import report_data, static_text
 from lamina.report.figures.sites import scope_words
 from lamina.stats.catalog import CORRECTION_LABELS, display_value, is_divergence, label, short
@@ -90,17 +90,18 @@ def render_report(
 ) -> str:
     """The report's HTML text.
 
-    ``results`` is a ``results.json`` dict; ``figures_png`` maps each of
-    :data:`lamina.report.figures.FIGURE_NAMES` (and the site figures the run
-    has) to its PNG bytes; ``token_view`` is the token view's data
-    (:func:`lamina.study.tokens.token_view`), or None to say it is absent.
+    ``results`` is a ``results.json`` dict; ``figures_png`` maps each of its
+    figures (:func:`lamina.report._style.figure_names`) to its PNG bytes;
+    ``token_view`` is the token view's data (:func:`lamina.study.tokens.token_view`),
+    or None to say it is absent.
     """
-    missing = [name for name in FIGURE_NAMES if name not in figures_png]
+    names = figure_names(results)
+    missing = [name for name in names if name not in figures_png]
     if missing:
         raise ValueError(f"figures missing for the report: {', '.join(missing)}")
-    site_figures = [name for name in SITE_FIGURES if name in figures_png]
+    site_figures = [name for name in SITE_FIGURES if name in names]
     figures = {}
-    for name in (*FIGURE_NAMES, *site_figures):
+    for name in names:
         width, height = pixel_size(name)
         figures[name] = {
             "src": _data_uri(figures_png[name]),
@@ -132,6 +133,7 @@ def render_report(
         explore_data=report_data(results, token_view),
         explore_js=static_text("explore.js"),
         explore_css=static_text("explore.css"),
+        correction_labels=CORRECTION_LABELS,
     )
 
 

@@ -78,6 +78,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"significant layers ({p6['n_significant']} of {p6['n_layers']}): "
         f"{layer_list(p6['significant_layers'])}"
     )
+    lines += _part7_lines(results)
     lines += _sites_lines(results)
     lines += _exclusion_lines(results["exclusions"])
     timings = results.get("timings")
@@ -89,15 +90,52 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
     return "\n".join(lines)
 
 
-def _exclusion_lines(ex: dict) -> list[str]:
-    """Zero or non-finite norms, and tokens with NaN or inf outputs, counted apart."""
+def _part7_lines(results: Mapping[str, Any]) -> list[str]:
+    """Part 7's console lines: the controls, and the layers significant after them."""
+    p7 = results.get("part7")
+    if not p7:
+        return ["Part 7  controls: not run (--controls none, or the notebook mode)"]
+    lines = [
+        f"Part 7  controls {', '.join(p7['controls']) or 'none'}: {p7['strata']['n_strata']} "
+        f"strata; {CORRECTION_LABELS[p7['correction']]}; negligible: |g| < {p7['min_effect']:g}"
+    ]
+    lines += [f"        note: {note}" for note in p7["notes"]]
+    negligible = p7["negligible_layers"]
+    lines.append(
+        f"significant after controls ({p7['n_significant']} of {p7['n_layers']}): "
+        f"{layer_list(p7['significant_layers'])}"
+        + (f"; significant but negligible: {layer_list(negligible)}" if negligible else "")
+        + (
+            f"; explained by the controls: {layer_list(p7['explained_layers'])}"
+            if p7["explained_layers"]
+            else ""
+        )
+        + (
+            f"; the two tests disagree: {layer_list(p7['disagree_layers'])}"
+            if p7.get("disagree_layers")
+            else ""
+        )
+    )
+    return lines
+
+
+def _exclusion_lines(ex: Mapping[str, Any]) -> list[str]:
+    """What was excluded: on request (--exclude), for zero or non-finite norms, and for
+    NaN or inf outputs, each counted apart."""
+    lines: list[str] = []
+    if ex.get("n_requested_excluded"):
+        kinds = ", ".join(f"{n:,} {k}" for k, n in ex["requested_by_kind"].items())
+        lines.append(
+            f"excluded on request (--exclude): {ex['n_requested_excluded']:,} token(s) "
+            f"({kinds}) from every part"
+        )
     if ex["n_tokens_excluded"]:
-        lines = [
+        lines.append(
             f"excluded {ex['n_tokens_excluded']} token(s) with a zero or non-finite norm "
             f"({ex['n_correct_excluded']} correct, {ex['n_incorrect_excluded']} incorrect)"
-        ]
+        )
     else:
-        lines = ["zero-norm vectors: none"]
+        lines.append("zero-norm vectors: none")
     if ex.get("n_nonfinite_excluded"):
         lines.append(
             f"excluded {ex['n_nonfinite_excluded']} token(s) whose logits or norms were NaN or "
@@ -147,10 +185,13 @@ SITE_COLUMNS = (
 
 
 def _cell(value: Any) -> str:
+    """One CSV cell: empty for None, true/false, text quoted if it needs it, floats round-trip."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
     return repr(value)
 
 
@@ -164,24 +205,41 @@ def layers_csv(results: Mapping[str, Any]) -> str:
     """
     p6 = results["part6"]
     columns = [*LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat"]
-    lines = [",".join([*columns, *SITE_COLUMNS])]
+    p7_rows = {r["layer"]: r for r in (results.get("part7") or {}).get("layers", [])}
+    p6_rows = {r["layer"]: r for r in p6["layers"]}
+    lines = [",".join([*columns, *SITE_COLUMNS, *(name for name, _ in PART7_COLUMNS)])]
     sites = results.get("sites")
     if sites:
         rows = [(p, row) for p in sites["profiles"] for row in p["rows"]]
     else:
         rows = [(None, {**row, "site": p6["site"], "head": None}) for row in p6["layers"]]
     for profile, row in rows:
+        site = profile["site"] if profile else row["site"]
         cells = [_cell(row[col]) for col in LAYER_COLUMNS]
         cells += [
             p6["statistic_name"],
             p6["statistic_unit"],
             p6["correction"],
             results.get("compat", "none"),
-            profile["site"] if profile else row["site"],
+            site,
             _cell(row["head"]),
         ]
         cells += [_cell(row.get(col)) for col in SITE_COLUMNS[2:-1]]
         cells.append(sites["correction_scope"] if sites else "")
+        # Part 6's cluster p-value and Part 7's columns belong to the primary site's layers.
+        primary = site == p6["site"] and row["head"] is None
+        cells += [
+            _cell(
+                (
+                    p6_rows.get(row["layer"], {})
+                    if key == "part6"
+                    else p7_rows.get(row["layer"], {})
+                ).get("pvalue_cluster" if key == "part6" else key)
+                if primary
+                else None
+            )
+            for _, key in PART7_COLUMNS
+        ]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
 
@@ -212,3 +270,29 @@ def _sites_lines(results: Mapping[str, Any]) -> list[str]:
                 f"{layer_list(p['significant'])}"
             )
     return lines
+
+
+#: Columns after ``compat``: (CSV name, Part 7 layer field; "part6" for Part 6's cluster p).
+PART7_COLUMNS = (
+    ("pvalue_cluster", "part6"),
+    ("controlled_pvalue", "pvalue"),
+    ("controlled_pvalue_maxstat", "pvalue_maxstat"),
+    ("controlled_pvalue_holm", "pvalue_holm"),
+    ("controlled_pvalue_fdr", "pvalue_fdr"),
+    ("controlled_pvalue_cluster", "pvalue_cluster"),
+    ("controlled_pvalue_corrected", "pvalue_corrected"),
+    ("controlled_significant", "significant"),
+    ("controlled_hedges_g", "hedges_g"),
+    ("controlled_hedges_g_ci_low", "hedges_g_ci_low"),
+    ("controlled_hedges_g_ci_high", "hedges_g_ci_high"),
+    ("controlled_negligible", "negligible"),
+    ("controlled_verdict", "verdict"),
+    ("odds_ratio_per_sd", "odds_ratio"),
+    ("odds_ratio_ci_low", "odds_ratio_ci_low"),
+    ("odds_ratio_ci_high", "odds_ratio_ci_high"),
+    ("regression_pvalue", "pvalue_regression"),
+    ("regression_pvalue_maxstat", "pvalue_regression_maxstat"),
+    ("auroc_gain", "auroc_gain"),
+    ("auroc_gain_ci_low", "auroc_gain_ci_low"),
+    ("auroc_gain_ci_high", "auroc_gain_ci_high"),
+)

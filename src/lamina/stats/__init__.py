@@ -8,7 +8,12 @@ are in nats, or bits with ``base=2``; ``kl_divergence(p, q)`` is KL(p || q).
 Effect sizes (:mod:`~lamina.stats.effects`) measure the first group relative to
 the second. The permutation engine (:mod:`~lamina.stats.permutation`) tests
 every column (layer) at once with labellings shared by all columns; p-value
-conventions and corrections live in :mod:`~lamina.stats.corrections`.
+conventions and corrections live in :mod:`~lamina.stats.corrections`. Tests
+conditional on control covariates: strata (:mod:`~lamina.stats.strata`;
+``permutation_test(..., strata=...)``), logistic regression and its
+permutation score test (:mod:`~lamina.stats.regression`), cross-validated
+AUROC gain (:mod:`~lamina.stats.discrimination`), cluster-mass correction over
+adjacent layers (:mod:`~lamina.stats.clusters`).
 
 Labels: True = correct = the first group P; Q = the incorrect tokens.
 
@@ -52,6 +57,16 @@ _EXPORTS = {
     "shared_edges": ".histograms",
     "PermutationResult": ".permutation",
     "permutation_test": ".permutation",
+    "cluster_pvalues": ".clusters",
+    "added_auroc": ".discrimination",
+    "logistic_fit": ".regression",
+    "score_test": ".regression",
+    "ScoreStatistic": ".regression",
+    "adjust_within_strata": ".strata",
+    "make_strata": ".strata",
+    "quantile_bins": ".strata",
+    "standardised_mean_difference": ".strata",
+    "stratified_hedges_g": ".strata",
 }
 
 __all__ = sorted(_EXPORTS)

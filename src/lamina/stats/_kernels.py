@@ -273,6 +273,21 @@ class KnnKernel(Kernel):
         return out / self.base_divisor
 
 
+class PairKernel(Kernel):
+    """Two kernels on the same labellings, side by side: (rows, L1 + L2); ``width`` = L1."""
+
+    def __init__(self, first: Kernel, second: Kernel) -> None:
+        self.first = first
+        self.second = second
+        self.width: int | None = None
+        self.bytes_per_row = first.bytes_per_row + second.bytes_per_row
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        a = self.first(block)
+        self.width = a.shape[1]
+        return np.hstack((a, self.second(block)))
+
+
 def evaluate(kernel: Kernel, blocks: Iterator, total: int, progress: bool) -> np.ndarray:
     """Run ``kernel`` over labelling blocks into a (total, L) null, in bounded chunks.
 

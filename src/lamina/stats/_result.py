@@ -21,7 +21,9 @@ class PermutationResult:
     Holm family-wise, ``pvalue_fdr`` (L,) Benjamini-Hochberg. Divergences are
     in nats, or in units of ``log(base)``. ``backend`` names where the counts
     ran (:mod:`lamina.backends`) and ``backend_reason`` says why, in a sentence
-    without timings.
+    without timings. ``companion_statistic`` and ``companion_null``: a
+    companion kernel's values on the same labellings
+    (``permutation_test(..., companion=...)``), else None.
     """
 
     statistic: np.ndarray
@@ -47,6 +49,8 @@ class PermutationResult:
     backend: str = "numpy"
     pvalue_rule: str = "(b + 1) / (m + 1)"
     backend_reason: str = ""
+    companion_statistic: np.ndarray | None = field(default=None, repr=False)
+    companion_null: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self, *, include_null: bool = False) -> dict[str, Any]:
         """A JSON-ready dict; non-finite numbers become the strings "inf", "-inf", "nan"."""

@@ -135,9 +135,10 @@ CORRECTION_LABELS: dict[str, str] = {
     "maxstat": "max-statistic family-wise correction",
     "holm": "Holm family-wise correction",
     "fdr": "Benjamini-Hochberg false discovery rate",
+    "cluster": "cluster-mass correction over adjacent layers",
     "none": "no multiple-comparison correction",
 }
-CORRECTIONS: tuple[str, ...] = ("maxstat", "holm", "fdr")
+CORRECTIONS: tuple[str, ...] = ("maxstat", "holm", "fdr", "cluster")
 
 
 def get(name: str) -> Statistic | None:

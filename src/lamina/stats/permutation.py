@@ -86,11 +86,18 @@ from lamina.stats._kernels import (
     Kernel,
     KnnKernel,
     MomentKernel,
+    PairKernel,
     evaluate,
 )
 from lamina.stats._labellings import exact_labellings, random_labellings
 from lamina.stats._notebook import notebook_permutation_test
 from lamina.stats._result import PermutationResult
+from lamina.stats._stratified import (
+    StrataLayout,
+    exact_stratified_labellings,
+    strata_layout,
+    stratified_labellings,
+)
 from lamina.stats._validation import (
     as_labels,
     as_values_matrix,
@@ -146,6 +153,8 @@ def permutation_test(
     exact: bool | None = None,
     backend: str = "auto",
     progress: bool = False,
+    strata=None,
+    companion=None,
 ) -> PermutationResult:
     """Permutation test of a two-group statistic in every column of ``values`` at once.
 
@@ -170,6 +179,16 @@ def permutation_test(
     its fresh per-layer permutations from ``RandomState(seed)`` and its p-value
     ``#(null > observed) / m``; ``pvalue_maxstat`` is then NaN.
     ``backend``: how histogram counts are multiplied (module docstring).
+    ``strata``: None (every relabelling) or one integer code per row: labels are
+    then permuted only within each stratum, so every labelling keeps each
+    stratum's group sizes (a conditional test; :mod:`lamina.stats._stratified`);
+    the exact test enumerates the product of the strata's labellings. Without
+    strata the labellings are exactly those of earlier versions.
+    ``companion``: None, or a callable ``order -> kernel`` (see
+    :mod:`lamina.stats._kernels`) of a second statistic evaluated on the same
+    labellings, with its per-token arrays indexed by ``order`` (the tokens'
+    order inside the engine); its observed values and null are the result's
+    ``companion_statistic`` and ``companion_null``.
 
     Returns a :class:`PermutationResult`; arrays have one entry per column.
     """
@@ -181,11 +200,19 @@ def permutation_test(
         args = (statistic, bins, n_permutations, alternative, seed, base, exact)
         return notebook_permutation_test(matrix, lab, *args, backend, progress)
     pseudocount, k = _check_statistic_options(statistic, alternative, base, pseudocount, k)
+    layout = None
+    if strata is not None:
+        # The kernels see the tokens in stratum order; no statistic depends on token order.
+        layout = strata_layout(strata, lab)
+        matrix, lab = matrix[layout.order], lab[layout.order]
     kernel, record = _make_kernel(
         matrix, lab, statistic, bins, pseudocount, base, k, backend, n_permutations
     )
     record.update(statistic_name=statistic, alternative=alternative, seed=seed)
-    return _test(kernel, lab, n_permutations, exact, progress, record)
+    if companion is not None:
+        order = np.arange(lab.size) if layout is None else layout.order
+        kernel = PairKernel(kernel, companion(order))
+    return _test(kernel, lab, n_permutations, exact, progress, record, layout)
 
 
 def _check_mode(compat: str | None, alternative: str, backend: str) -> str:
@@ -205,16 +232,28 @@ def _test(
     exact: bool | None,
     progress: bool,
     record: dict,
+    layout: StrataLayout | None = None,
 ) -> PermutationResult:
     """The observed statistic, its null over the labellings, and the p-values."""
     n, n_true = lab.size, int(lab.sum())
-    use_exact, n_labellings = _use_exact(n, n_true, n_permutations, exact)
+    use_exact, n_labellings = _use_exact(n, n_true, n_permutations, exact, layout)
     observed = kernel(lab[None, :])[0]
     if use_exact:
-        null = evaluate(kernel, exact_labellings(n, n_true), n_labellings, progress)
+        every = (
+            exact_labellings(n, n_true) if layout is None else exact_stratified_labellings(layout)
+        )
+        null = evaluate(kernel, every, n_labellings, progress)
     else:
-        labellings = random_labellings(n, n_true, n_permutations, record["seed"])
+        if layout is None:
+            labellings = random_labellings(n, n_true, n_permutations, record["seed"])
+        else:
+            labellings = stratified_labellings(layout, n_permutations, record["seed"])
         null = evaluate(kernel, labellings, n_permutations, progress)
+    companion = {}
+    if isinstance(kernel, PairKernel):
+        width = kernel.width
+        companion = {"companion_statistic": observed[width:], "companion_null": null[:, width:]}
+        observed, null = observed[:width], null[:, :width]
     alternative = record["alternative"]
     center = SIGNED_CENTERS.get(record["statistic_name"], 0.0)
     pvalue = permutation_pvalues(
@@ -237,6 +276,7 @@ def _test(
         n_false=n - n_true,
         pvalue_rule="b / M (exact)" if use_exact else "(b + 1) / (m + 1)",
         **record,
+        **companion,
     )
 
 
@@ -309,15 +349,29 @@ def _make_kernel(
     return KnnKernel(matrix, statistic, k, base_divisor), record
 
 
-def _use_exact(n: int, n_true: int, n_permutations: int, exact: bool | None) -> tuple[bool, float]:
-    """Whether to enumerate every labelling, and how many there are (inf if very many)."""
-    log_labellings = math.lgamma(n + 1) - math.lgamma(n_true + 1) - math.lgamma(n - n_true + 1)
+def _use_exact(
+    n: int, n_true: int, n_permutations: int, exact: bool | None, layout=None
+) -> tuple[bool, float]:
+    """Whether to enumerate every labelling, and how many there are (inf if very many).
+
+    With a strata ``layout`` the labellings are prod_s C(n_s, k_s), not C(n, n_true).
+    """
+    if layout is None:
+        sizes, counts = [n], [n_true]
+    else:
+        sizes, counts = layout.sizes.tolist(), layout.n_true.tolist()
+    log_labellings = sum(
+        math.lgamma(a + 1) - math.lgamma(b + 1) - math.lgamma(a - b + 1)
+        for a, b in zip(sizes, counts, strict=True)
+    )
     few = log_labellings < math.log(max(n_permutations, EXACT_LIMIT)) + 1
-    n_labellings = math.comb(n, n_true) if few else math.inf
+    n_labellings = (
+        math.prod(math.comb(a, b) for a, b in zip(sizes, counts, strict=True)) if few else math.inf
+    )
     use_exact = n_labellings <= n_permutations if exact is None else bool(exact)
     if use_exact and n_labellings > EXACT_LIMIT:
         raise InputError(
-            f"the exact test would enumerate more than {EXACT_LIMIT} labellings (C({n}, {n_true})); "
+            f"the exact test would enumerate more than {EXACT_LIMIT} labellings; "
             "pass exact=None or False for a randomized test."
         )
     return use_exact, n_labellings

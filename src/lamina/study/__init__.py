@@ -13,7 +13,10 @@
    null, and binless estimators (:mod:`.parts.divergences`);
 5. significance of the chosen statistic at the one layer (:mod:`.parts.significance`);
 6. the laminar profile: every layer tested at once, corrected for testing them
-   all, with effect sizes (:mod:`.parts.profile`).
+   all, with effect sizes (:mod:`.parts.profile`);
+7. controls: the covariates' balance between the classes, the test of every
+   layer conditional on them, a logistic regression view and effect sizes
+   that say which differences are negligible (:mod:`.parts.controls`).
 
 Parts 1-6 analyse the primary site (``options.site``); the ``sites`` section
 gives every analysed site its profile, ``attn_head`` per head, with corrections
@@ -24,7 +27,7 @@ group, so ``difference = mean(correct) - mean(incorrect)`` and
 ``KL(correct || incorrect)`` is written ``kl_correct_incorrect``. Divergences
 are computed in nats; every divergence field has a ``_bits`` twin. Tokens whose
 vector has a zero or non-finite norm at any analysed layer are counted,
-reported and excluded from Parts 3-6 (:mod:`.prepare`).
+reported and excluded from Parts 3-7 (:mod:`.prepare`).
 """
 
 from __future__ import annotations
@@ -66,7 +69,7 @@ def analyze_table(
     table_path: str | None = None,
     created: str | None = None,
 ) -> StudyResult:
-    """Run Parts 1-6 on a token table.
+    """Run Parts 1-7 on a token table.
 
     ``table`` is a token table as written by :func:`lamina.capture.extract`;
     only its columns and metadata are used. ``created`` is the result's one
@@ -79,6 +82,7 @@ def analyze_table(
     from lamina.study.parts import notebook
     from lamina.study.parts.accuracy import accuracy
     from lamina.study.parts.capture import capture_summary
+    from lamina.study.parts.controls import controls
     from lamina.study.parts.divergences import divergences
     from lamina.study.parts.layer import layer_histograms
     from lamina.study.parts.profile import all_layers_test, laminar_profile
@@ -109,7 +113,7 @@ def analyze_table(
             "correct_definition": CORRECT_DEFINITION,
         },
         units=units(options.effective_statistic),
-        provenance=_provenance(data.meta, table_path, table.num_rows),
+        provenance=_provenance(data.meta, table_path, data.n_table_rows),
         exclusions=data.exclusions,
         headline="",
         part1=capture_summary(data.meta, options.site, data.layers, table, table_path),
@@ -119,6 +123,7 @@ def analyze_table(
         part5=significance(single, column, options),
         part6=laminar_profile(perm, data, options),
         sites=site_profiles(table, options, data, perm),
+        part7=controls(perm, data, options),
         data=StudyData(
             correct=data.correct,
             ctx_pos=data.ctx_pos,

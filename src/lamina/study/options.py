@@ -46,6 +46,22 @@ HEAD_SITE = "attn_head"
 #: The statistic the notebook mode computes in place of ``js``.
 NOTEBOOK_STATISTIC = "notebook_symmetric_kl"
 
+#: Covariates Part 7 can control for (docs/token-table.md), and its default controls.
+CONTROL_NAMES = (
+    "ctx_pos",
+    "target_chars",
+    "target_freq",
+    "target_repeat",
+    "input_is_first",
+    "input_is_delimiter",
+    "entropy",
+)
+DEFAULT_CONTROLS = ("ctx_pos", "target_chars", "target_freq", "target_repeat")
+#: Blocks Part 7's permutations can be restricted to.
+PERMUTE_WITHIN = ("none", "doc", "window")
+#: Tokens ``exclude`` can drop from every part.
+EXCLUDABLE = ("first", "delimiters")
+
 NOTEBOOK_COMPAT_NOTE = (
     "notebook compatibility mode: reproduces the reference notebook's numbers, flaws included "
     "(symmetric KL divided by the number of bins, p = #(null > observed) / m, "
@@ -85,6 +101,15 @@ class StudyOptions:
     ``correction_scope`` says whether a test's significance is corrected over
     every test of the run (``"run"``, the default) or over its site's tests
     only (``"site"``); both are reported. With one site the two are the same.
+    Part 7 (controls): ``controls`` are the covariates it conditions on (an
+    empty tuple turns Part 7 off), each cut into ``strata_bins`` quantile bins
+    for the conditional permutation test; ``permute_within`` (``"none"``,
+    ``"doc"``, ``"window"``) also keeps its permutations within documents or
+    windows; a significant layer whose controlled Hedges' g is below
+    ``min_effect`` in absolute value is called negligible. ``exclude`` drops the
+    first token of every window (``"first"``) and/or delimiter tokens
+    (``"delimiters"``) from every part. ``correction="cluster"`` is the
+    cluster-mass correction over adjacent layers.
     """
 
     site: str = "attn_out"
@@ -104,6 +129,11 @@ class StudyOptions:
     compat: str = "none"
     sites: tuple[str, ...] = ()
     correction_scope: str = "run"
+    controls: tuple[str, ...] = DEFAULT_CONTROLS
+    strata_bins: int = 4
+    permute_within: str = "none"
+    min_effect: float = 0.1
+    exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "compat", COMPAT_ALIASES.get(self.compat, self.compat))
@@ -111,8 +141,43 @@ class StudyOptions:
         self._check_counts()
         self._check_names()
         self._check_sites()
+        self._check_controls()
         if self.notebook:
             self._check_notebook()
+
+    def _check_controls(self) -> None:
+        for field, option, known in (
+            ("controls", "--controls", CONTROL_NAMES),
+            ("exclude", "--exclude", EXCLUDABLE),
+        ):
+            value = getattr(self, field)
+            names = tuple(n for n in value.split(",") if n) if isinstance(value, str) else value
+            names = tuple(names)
+            object.__setattr__(self, field, names)
+            for name in names:
+                if name not in known:
+                    raise InputError(
+                        f"{option} {name!r} is unknown: use some of {', '.join(known)}."
+                    )
+            if len(set(names)) != len(names):
+                raise InputError(f"{option} names a covariate twice; name each once.")
+        if isinstance(self.strata_bins, bool) or not isinstance(self.strata_bins, int):
+            raise InputError(f"--strata-bins {self.strata_bins!r} must be a whole number.")
+        if self.strata_bins < 1:
+            raise InputError(
+                f"--strata-bins {self.strata_bins} leaves no bins: give at least 1 (4 is the "
+                "default)."
+            )
+        if self.permute_within not in PERMUTE_WITHIN:
+            raise InputError(
+                f"--permute-within {self.permute_within!r} is unknown: use one of "
+                f"{', '.join(PERMUTE_WITHIN)}."
+            )
+        if not 0.0 <= self.min_effect < float("inf"):
+            raise InputError(
+                f"--min-effect {self.min_effect} must be a finite |Hedges' g| >= 0 (0.1 is the "
+                "default)."
+            )
 
     def _check_counts(self) -> None:
         if self.bin_rule is None and self.bins < 2:
@@ -182,6 +247,10 @@ class StudyOptions:
             raise InputError(
                 "--compat notebook has only the notebook's one-sided p-value; drop --alternative."
             )
+        if self.exclude:
+            raise InputError(
+                "--compat notebook analyses every token, as the notebook did; drop --exclude."
+            )
 
     @property
     def notebook(self) -> bool:
@@ -197,6 +266,11 @@ class StudyOptions:
     def analysed_sites(self) -> tuple[str, ...]:
         """Every site analysed: the primary ``site`` first, then ``sites`` in their order."""
         return (self.site, *(s for s in self.sites if s != self.site))
+
+    @property
+    def controls_on(self) -> bool:
+        """Whether Part 7 runs: it has controls, and the notebook mode has no Part 7."""
+        return bool(self.controls) and not self.notebook
 
     @property
     def n_diagnostic_permutations(self) -> int:
@@ -222,6 +296,8 @@ class StudyOptions:
         """The options as ``results.json`` records them (resolved values included)."""
         d = dataclasses.asdict(self)
         d["sweep_bins"] = list(self.sweep_bins)
+        d["controls"] = list(self.controls)
+        d["exclude"] = list(self.exclude)
         d["alternative"] = self.resolved_alternative
         d["statistic_computed"] = self.effective_statistic
         d["diagnostic_permutations"] = self.n_diagnostic_permutations

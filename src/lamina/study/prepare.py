@@ -3,9 +3,11 @@
 The site's raw L2 norms become natural-log norms (float64; the notebook mode
 takes logs in float32 as the notebook did). A token whose vector has a zero norm
 (log = -inf) or a non-finite norm at any analysed layer is excluded from Parts
-3-6, counted, and reported; Part 2 uses every scored token. A row the
+3-7, counted, and reported; Part 2 uses every scored token. A row the
 extraction marked ``nonfinite`` (a NaN or inf logit or norm, kept by
 ``--allow-nonfinite``) is left out of every part from 2 on and counted apart.
+Tokens excluded on request (``exclude``: the first token of each window,
+delimiters) are dropped before every part, Part 2 included, and counted.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.errors import InputError, TableError
+from lamina.study.covariates import NOT_DERIVABLE, TableCovariates, table_covariates
 from lamina.study.options import StudyOptions
 from lamina.table import layer_matrix, site_layers, table_metadata
 
@@ -25,11 +28,11 @@ if TYPE_CHECKING:
 
 EXCLUSION_RULE = (
     "a token whose vector has a zero (log = -inf) or non-finite L2 norm at any "
-    "analysed layer is excluded from Parts 3-6"
+    "analysed layer is excluded from Parts 3-7"
 )
 NONFINITE_RULE = (
     "a token the extraction marked nonfinite (a NaN or inf logit or norm, kept by "
-    "--allow-nonfinite) is excluded from Parts 2-6"
+    "--allow-nonfinite) is excluded from Parts 2-7"
 )
 
 
@@ -39,8 +42,11 @@ class Prepared:
 
     Per scored token (``n_tokens``, table order): ``correct``, ``ctx_pos``,
     ``target_chars``, ``log_norm`` (n_tokens, n_layers) and ``zero`` (the norm
-    was 0); ``keep`` marks the tokens the parts 3-6 use, whose labels and
-    log-norms are ``labels`` and ``values`` (n_kept, n_layers).
+    was 0); ``keep`` marks the tokens the parts 3-7 use, whose labels and
+    log-norms are ``labels`` and ``values`` (n_kept, n_layers). Tokens excluded
+    on request are not among the ``n_tokens``; ``n_table_rows`` counts every row.
+    ``covariates`` holds the per-token covariates (:mod:`.covariates`), and
+    ``window`` and ``doc`` the blocks (``doc`` None without that column).
     """
 
     meta: dict[str, Any]
@@ -56,6 +62,10 @@ class Prepared:
     labels: np.ndarray
     values: np.ndarray
     exclusions: dict[str, Any]
+    n_table_rows: int = 0
+    covariates: TableCovariates | None = None
+    window: np.ndarray | None = None
+    doc: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -93,12 +103,20 @@ def prepare_matrix(
     """
     meta = table_metadata(table)
     layers = list(columns)
+    n_table_rows = int(table.num_rows)
     table, raw, n_nonfinite = _drop_nonfinite(table, raw)
     correct = _require_column(table, "correct").astype(bool)
-    ctx_pos = _require_column(table, "ctx_pos").astype(np.int64)
-    target_chars = _require_column(table, "target_chars").astype(np.int64)
     if correct.size == 0:
         raise InputError("the token table has no scored tokens; use a longer text or window.")
+    covariates = table_covariates(table)
+    kept_rows, requested = _requested_exclusions(covariates, correct, options)
+    correct = correct[kept_rows]
+    ctx_pos = _require_column(table, "ctx_pos").astype(np.int64)[kept_rows]
+    target_chars = _require_column(table, "target_chars").astype(np.int64)[kept_rows]
+    covariates.values = {k: v[kept_rows] for k, v in covariates.values.items()}
+    if correct.size == 0:
+        raise InputError("--exclude leaves no tokens; drop it or use a longer text or window.")
+    raw = raw[kept_rows]
     finite = np.isfinite(raw)
     zero = raw == 0
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -107,7 +125,7 @@ def prepare_matrix(
             np.log(raw).astype(np.float64) if options.notebook else np.log(raw.astype(np.float64))
         )
     keep = ~(zero | ~finite).any(axis=1)
-    exclusions = _exclusions(correct, keep, zero, finite, layers)
+    exclusions = {**_exclusions(correct, keep, zero, finite, layers), **requested}
     if n_nonfinite or "nonfinite" in table.column_names:
         exclusions.update(nonfinite_rule=NONFINITE_RULE, n_nonfinite_excluded=n_nonfinite)
     labels = correct[keep]
@@ -126,6 +144,10 @@ def prepare_matrix(
         labels=labels,
         values=log_norm[keep],
         exclusions=exclusions,
+        n_table_rows=n_table_rows,
+        covariates=covariates,
+        window=_optional_column(table, "window", kept_rows),
+        doc=_optional_column(table, "doc", kept_rows),
     )
 
 
@@ -137,6 +159,38 @@ def _drop_nonfinite(table: pa.Table, raw: np.ndarray) -> tuple[pa.Table, np.ndar
     if not marked.any():
         return table, raw, 0
     return table.filter(~marked), raw[~marked], int(marked.sum())
+
+
+def _optional_column(table: pa.Table, name: str, rows: np.ndarray) -> np.ndarray | None:
+    if name not in table.column_names:
+        return None
+    return table.column(name).to_numpy(zero_copy_only=False).astype(np.int64)[rows]
+
+
+#: The covariate that marks each kind of token ``exclude`` can drop.
+EXCLUDE_COVARIATE = {"first": "input_is_first", "delimiters": "input_is_delimiter"}
+
+
+def _requested_exclusions(
+    covariates: TableCovariates, correct: np.ndarray, options: StudyOptions
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Rows kept after ``options.exclude``, and the counts ``exclusions`` records."""
+    drop = np.zeros(correct.size, dtype=bool)
+    by_kind = {}
+    for kind in options.exclude:
+        name = EXCLUDE_COVARIATE[kind]
+        if name not in covariates.values:
+            raise InputError(f"--exclude {kind}: {NOT_DERIVABLE[name]}, or drop {kind}.")
+        marked = covariates.values[name] > 0
+        by_kind[kind] = int(marked.sum())
+        drop |= marked
+    record = {
+        "requested": list(options.exclude),
+        "n_requested_excluded": int(drop.sum()),
+        "n_requested_correct_excluded": int((drop & correct).sum()),
+        "requested_by_kind": by_kind,
+    }
+    return np.flatnonzero(~drop), record
 
 
 def _check_layers(table: pa.Table, meta: Mapping[str, Any], site: str, layer: int) -> list[int]:

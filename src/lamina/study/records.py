@@ -319,6 +319,7 @@ class LayerRow(Record):
     hedges_g: float
     hedges_g_ci_low: float
     hedges_g_ci_high: float
+    pvalue_cluster: float | None = None
 
 
 @dataclasses.dataclass
@@ -370,7 +371,7 @@ class LaminarProfile(Record):
 # ----------------------------------------------------------------------------- every site
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(kw_only=True)
 class SiteRow(LayerRow):
     """One test of a site: a layer (``head`` None), or one head of a layer (``attn_head``).
 
@@ -425,3 +426,138 @@ class SitesSection(Record):
     run_maxstat_method: str | None
     note: str
     profiles: list[SiteProfile]
+
+
+# ----------------------------------------------------------------------------- Part 7
+
+
+@dataclasses.dataclass
+class BalanceRow(Record):
+    """One covariate in correct vs incorrect tokens: means, SDs, standardised differences."""
+
+    covariate: str
+    kind: str
+    control: bool
+    source: str
+    mean_correct: float
+    mean_incorrect: float
+    sd_correct: float
+    sd_incorrect: float
+    smd: float | None
+    smd_within_strata: float | None
+
+
+@dataclasses.dataclass
+class StrataSummary(Record):
+    """How the strata of the conditional test were made (``lamina.stats.strata``)."""
+
+    controls: list[str]
+    bins_per_control: int
+    bins_used: dict[str, int]
+    permute_within: str
+    n_blocks: int
+    n_cells: int
+    n_sparse_cells: int
+    n_strata: int
+    n_informative: int
+    min_tokens: int
+    rule: str
+
+
+@dataclasses.dataclass
+class RegressionSummary(Record):
+    """The logistic regression view: model, permutation scheme, what the controls predict."""
+
+    model: str
+    terms: list[str]
+    permutation_scheme: str
+    n_permutations: int
+    seed: int
+    cv_folds: int
+    n_bootstrap: int
+    auroc_controls: float
+    auroc_controls_ci_low: float
+    auroc_controls_ci_high: float
+
+
+@dataclasses.dataclass
+class ControlledLayer(Record):
+    """One layer: the raw effect, the test conditional on the controls, regression, verdict."""
+
+    layer: int
+    hedges_g_raw: float
+    hedges_g_raw_ci_low: float
+    hedges_g_raw_ci_high: float
+    significant_raw: bool
+    statistic: float
+    null_mean: float
+    null_q95: float
+    pvalue: float
+    pvalue_maxstat: float
+    pvalue_holm: float
+    pvalue_fdr: float
+    pvalue_cluster: float
+    pvalue_corrected: float
+    significant_conditional: bool
+    significant: bool
+    hedges_g: float | None
+    hedges_g_ci_low: float | None
+    hedges_g_ci_high: float | None
+    negligible: bool
+    verdict: str
+    odds_ratio: float | None
+    odds_ratio_ci_low: float | None
+    odds_ratio_ci_high: float | None
+    coef: float | None
+    coef_se: float | None
+    regression_converged: bool
+    score: float
+    pvalue_score_asymptotic: float
+    pvalue_regression: float
+    pvalue_regression_maxstat: float
+    pvalue_regression_holm: float
+    pvalue_regression_fdr: float
+    pvalue_regression_cluster: float
+    pvalue_regression_corrected: float
+    significant_regression: bool
+    auroc_full: float
+    auroc_full_ci_low: float
+    auroc_full_ci_high: float
+    auroc_gain: float
+    auroc_gain_ci_low: float
+    auroc_gain_ci_high: float
+
+
+@dataclasses.dataclass
+class Controls(Record):
+    """Part 7: does the difference survive the confounds? (docs/results-format.md)."""
+
+    site: str
+    statistic_name: str
+    statistic_unit: str
+    alternative: str
+    correction: str
+    alpha: float
+    n_permutations: int
+    seed: int
+    min_effect: float
+    controls: list[str]
+    controls_requested: list[str]
+    notes: list[str]
+    covariate_sources: dict[str, str]
+    n_tokens: int
+    n_correct: int
+    n_incorrect: int
+    strata: StrataSummary
+    balance: list[BalanceRow]
+    regression: RegressionSummary
+    layers: list[ControlledLayer]
+    n_layers: int
+    n_significant: int
+    significant_layers: list[int]
+    significant_raw_layers: list[int]
+    survived_layers: list[int]
+    negligible_layers: list[int]
+    explained_layers: list[int]
+    disagree_layers: list[int]
+    summary: str

@@ -22,6 +22,7 @@ from lamina.errors import OutputError
 from lamina.study.records import (
     Accuracy,
     Capture,
+    Controls,
     Divergences,
     LaminarProfile,
     LayerHistograms,
@@ -56,10 +57,11 @@ class StudyData:
 class StudyResult(Record):
     """Everything the study computed; ``to_dict()`` is ``results.json``.
 
-    ``part1`` ... ``part6`` are the typed parts of the primary site; ``sites``
-    the profile of every analysed site (:mod:`lamina.study.sites`); ``timings``
-    the seconds each stage of a run took (set by the pipeline); ``data`` holds
-    the per-token arrays for the figures and is not serialised.
+    ``part1`` ... ``part7`` are the typed parts of the primary site (``part7``
+    is None when Part 7 did not run: no controls, or the notebook mode);
+    ``sites`` the profile of every analysed site (:mod:`lamina.study.sites`);
+    ``timings`` the seconds each stage of a run took (set by the pipeline);
+    ``data`` holds the per-token arrays for the figures and is not serialised.
     """
 
     lamina_version: str
@@ -78,6 +80,7 @@ class StudyResult(Record):
     part4: Divergences
     part5: Significance
     part6: LaminarProfile
+    part7: Controls | None = None
     sites: SitesSection | None = None
     timings: dict[str, float] | None = None
     data: StudyData | None = dataclasses.field(default=None, repr=False, compare=False)

@@ -10,7 +10,9 @@ Corrections are stated twice for every test: over the site's tests (the
 :class:`~lamina.study.records.LayerRow` fields) and over every test of the run
 (the ``*_run`` fields: Holm and Benjamini-Hochberg over all raw p-values of
 the run; the max-statistic over the maximum of all the run's statistics per
-labelling). ``correction_scope`` says which marks significance.
+labelling; the cluster-mass over the largest cluster of any site, clusters
+running over adjacent layers of one site, or of one head of ``attn_head``).
+``correction_scope`` says which marks significance.
 
 The run-wide max-statistic needs one labelling shared by every test: every
 site draws its labellings from the same seed, so they are shared whenever the
@@ -30,6 +32,7 @@ import numpy as np
 
 from lamina.errors import InputError
 from lamina.stats.catalog import SIGNED_CENTERS
+from lamina.stats.clusters import cluster_pvalues
 from lamina.stats.corrections import fdr_bh, holm, maxstat_pvalues
 from lamina.study.options import HEAD_SITE, StudyOptions
 from lamina.study.parts.profile import all_layers_test, laminar_profile
@@ -79,9 +82,8 @@ def site_profiles(
         else:
             prepared, columns = _prepare_site(table, site, options)
             perm = all_layers_test(prepared, options)
-        tests.append(
-            _SiteTest(site, prepared, perm, columns, laminar_profile(perm, prepared, options))
-        )
+        profile = laminar_profile(perm, prepared, options, _segments(columns))
+        tests.append(_SiteTest(site, prepared, perm, columns, profile))
     run, method = _run_pvalues(tests, options)
     profiles = []
     start = 0
@@ -126,6 +128,14 @@ def _prepare_site(
     return prepare_matrix(table, site, raw, list(range(len(columns))), 0, options), columns
 
 
+def _segments(columns: list[tuple[int, int | None]]) -> list[np.ndarray]:
+    """The runs of adjacent layers among a site's columns: its layers, or each head's layers."""
+    by_head: dict[int | None, list[tuple[int, int]]] = {}
+    for j, (layer, head) in enumerate(columns):
+        by_head.setdefault(head, []).append((layer, j))
+    return [np.array([j for _, j in sorted(run)], dtype=np.int64) for run in by_head.values()]
+
+
 def _run_pvalues(
     tests: list[_SiteTest], options: StudyOptions
 ) -> tuple[dict[str, np.ndarray], str | None]:
@@ -133,26 +143,47 @@ def _run_pvalues(
     raw = np.concatenate([np.ravel(t.perm.pvalue) for t in tests]).astype(np.float64)
     out = {"none": raw, "holm": holm(raw), "fdr": fdr_bh(raw)}
     if options.notebook:
-        out["maxstat"] = np.full(raw.shape, np.nan)
+        out["maxstat"] = out["cluster"] = np.full(raw.shape, np.nan)
         method = None
     elif _shared_labellings(tests):
         first = tests[0].perm
-        center = SIGNED_CENTERS.get(first.statistic_name, 0.0)
+        statistic = np.concatenate([np.ravel(t.perm.statistic) for t in tests])
+        null = np.hstack([np.asarray(t.perm.null_distribution) for t in tests])
         out["maxstat"] = maxstat_pvalues(
-            np.concatenate([np.ravel(t.perm.statistic) for t in tests]),
-            np.hstack([np.asarray(t.perm.null_distribution) for t in tests]),
+            statistic,
+            null,
             first.alternative,
-            center=center,
+            center=SIGNED_CENTERS.get(first.statistic_name, 0.0),
             includes_observed=first.exact,
+        )
+        segments, offset = [], 0
+        for t in tests:
+            segments += [segment + offset for segment in _segments(t.columns)]
+            offset += len(t.columns)
+        out["cluster"] = cluster_pvalues(
+            statistic,
+            null,
+            first.alternative,
+            center=SIGNED_CENTERS.get(first.statistic_name),
+            includes_observed=first.exact,
+            segments=segments,
         )
         method = "max-statistic over every test of the run (shared labellings)"
     else:
-        out["maxstat"] = np.concatenate(
-            [np.minimum(1.0, len(tests) * np.ravel(t.perm.pvalue_maxstat)) for t in tests]
-        )
+        n_sites = len(tests)
+        for key, field in (("maxstat", "pvalue_maxstat"), ("cluster", "pvalue_cluster")):
+            out[key] = np.concatenate(
+                [
+                    np.minimum(
+                        1.0, n_sites * np.array([getattr(r, field) for r in t.profile.layers])
+                    )
+                    for t in tests
+                ]
+            )
         method = (
-            "the site's max-statistic p-value times the number of sites (Bonferroni over "
-            "sites): the sites exclude different zero-norm tokens, so no labelling is shared"
+            "the site's max-statistic (and cluster-mass) p-value times the number of sites "
+            "(Bonferroni over sites): the sites exclude different zero-norm tokens, so no "
+            "labelling is shared"
         )
     return out, method
 

@@ -1,4 +1,4 @@
-"""The study's figures (Parts 2-6, and every site's), rendered with matplotlib's Agg backend.
+"""The study's figures (Parts 2-7, and every site's), rendered with matplotlib's Agg backend.
 
 Every figure is built from a ``results.json`` dict (plus the per-token arrays of
 Part 2's strip plot, from :class:`lamina.study.result.StudyData`) and rendered
@@ -17,16 +17,17 @@ _EXPORTS = {
     "FIGURE_NAMES": "lamina.report._style",
     "FIGURE_SIZES": "lamina.report._style",
     "FIGURE_TITLES": "lamina.report._style",
+    "figure_names": "lamina.report._style",
     "figure_part2": ".accuracy",
     "figure_part3": ".layer",
     "figure_part4": ".divergences",
     "figure_part5": ".significance",
     "figure_part6": ".profile",
     "figure_compare": ".compare",
-    "figure_names": ".render",
     "render_compare_figure": ".render",
     "figure_sites_heads": ".sites",
     "figure_sites_profiles": ".sites",
+    "figure_part7": ".controls",
     "render_figures": ".render",
     "warm_up": ".render",
 }

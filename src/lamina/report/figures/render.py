@@ -8,19 +8,15 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lamina.report._style import DPI, FIGURE_NAMES, PNG_METADATA, RC_PARAMS, SVG_METADATA
+from lamina.report._style import DPI, PNG_METADATA, RC_PARAMS, SVG_METADATA, figure_names
 from lamina.report.figures.accuracy import figure_part2
 from lamina.report.figures.compare import figure_compare
+from lamina.report.figures.controls import figure_part7
 from lamina.report.figures.divergences import figure_part4
 from lamina.report.figures.layer import figure_part3
 from lamina.report.figures.profile import figure_part6
 from lamina.report.figures.significance import figure_part5
-from lamina.report.figures.sites import (
-    figure_sites_heads,
-    figure_sites_profiles,
-    head_profile,
-    layer_profiles,
-)
+from lamina.report.figures.sites import figure_sites_heads, figure_sites_profiles
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,21 +36,8 @@ def _builders(result: StudyResult, results) -> dict[str, Callable[[], Figure]]:
         "part6_laminar_profile": lambda: figure_part6(results),
         "sites_laminar_profiles": lambda: figure_sites_profiles(results),
         "sites_attn_heads": lambda: figure_sites_heads(results),
+        "part7_controls": lambda: figure_part7(results),
     }
-
-
-def figure_names(results) -> tuple[str, ...]:
-    """The figures of a results dict: every part's, then the sites' where the run has them.
-
-    ``sites_laminar_profiles`` is drawn for two or more per-layer sites,
-    ``sites_attn_heads`` when ``attn_head`` was analysed.
-    """
-    names = list(FIGURE_NAMES)
-    if len(layer_profiles(results)) > 1:
-        names.append("sites_laminar_profiles")
-    if head_profile(results) is not None:
-        names.append("sites_attn_heads")
-    return tuple(names)
 
 
 def _render(build: Callable[[], Figure], formats: tuple[str, ...]) -> dict[str, bytes]:
@@ -84,6 +67,7 @@ RENDER_COST = {
     "part6_laminar_profile": 0.60,
     "sites_laminar_profiles": 0.45,
     "sites_attn_heads": 0.35,
+    "part7_controls": 0.60,
 }
 
 
@@ -114,7 +98,8 @@ def render_figures(
     formats: tuple[str, ...] = ("png", "svg"),
     workers: int | None = None,
 ) -> dict[str, dict[str, bytes]]:
-    """Render every figure to ``{name: {format: bytes}}``, in :func:`figure_names` order.
+    """Render the result's figures to ``{name: {format: bytes}}``, in
+    :func:`~lamina.report._style.figure_names` order.
 
     With ``workers=2`` (the default where ``fork`` exists and two CPUs are
     usable) a forked child renders about half of the figures while this

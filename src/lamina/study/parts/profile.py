@@ -3,14 +3,16 @@
 Per layer: the classes' mean log-norms and their difference, the statistic with
 its permutation null, raw and corrected p-values (max-statistic, Holm,
 Benjamini-Hochberg; the option ``correction`` marks significance) and effect
-sizes (AUROC, Hedges' g with a 95% interval).
+sizes (AUROC, Hedges' g with a 95% interval). The cluster-mass p-value over
+adjacent layers (:mod:`lamina.stats.clusters`) is reported too.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from lamina.stats.catalog import is_divergence, unit
+from lamina.stats.catalog import SIGNED_CENTERS, is_divergence, unit
+from lamina.stats.clusters import cluster_pvalues
 from lamina.stats.effects import auroc, hedges_g, hedges_g_ci
 from lamina.stats.permutation import PermutationResult, permutation_test
 from lamina.study.options import StudyOptions
@@ -33,16 +35,37 @@ def all_layers_test(prepared: Prepared, options: StudyOptions) -> PermutationRes
     )
 
 
+def layer_cluster_pvalues(
+    perm: PermutationResult, options: StudyOptions, segments=None
+) -> np.ndarray:
+    """Cluster-mass p-values over adjacent layers (NaN in the notebook mode: no shared null).
+
+    ``segments``: the runs of adjacent columns (see :func:`lamina.stats.cluster_pvalues`);
+    None when the columns are one site's layers in order.
+    """
+    if options.notebook:
+        return np.full(np.ravel(perm.statistic).size, np.nan)
+    return cluster_pvalues(
+        perm.statistic,
+        perm.null_distribution,
+        perm.alternative,
+        center=SIGNED_CENTERS.get(perm.statistic_name),
+        includes_observed=perm.exact,
+        segments=segments,
+    )
+
+
 def laminar_profile(
-    perm: PermutationResult, prepared: Prepared, options: StudyOptions
+    perm: PermutationResult, prepared: Prepared, options: StudyOptions, segments=None
 ) -> LaminarProfile:
-    """Part 6 from the all-layer test ``perm``."""
+    """Part 6 from the all-layer test ``perm`` (``segments``: see :func:`layer_cluster_pvalues`)."""
     correction = options.resolved_correction
     pvalues = {
         "none": np.ravel(perm.pvalue),
         "maxstat": np.ravel(perm.pvalue_maxstat),
         "holm": np.ravel(perm.pvalue_holm),
         "fdr": np.ravel(perm.pvalue_fdr),
+        "cluster": layer_cluster_pvalues(perm, options, segments),
     }
     statistic = np.ravel(perm.statistic).astype(np.float64)
     null = np.asarray(perm.null_distribution, dtype=np.float64)
@@ -81,6 +104,7 @@ def laminar_profile(
                 hedges_g=g,
                 hedges_g_ci_low=g_low,
                 hedges_g_ci_high=g_high,
+                pvalue_cluster=float(pvalues["cluster"][j]),
             )
         )
     return LaminarProfile(
