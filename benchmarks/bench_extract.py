@@ -13,7 +13,13 @@ Three measurements (nothing is asserted; a table is printed and the JSON goes to
 * **efficiency**: the model's matmul FLOPs (2 per weight per token, the
   attention's 4 * positions * width per token and layer, the LM head only where
   logits are computed) per second, as a fraction of this machine's measured
-  float32 matmul rate (``torch.matmul`` of two square matrices);
+  matmul rate in the model's dtype (``torch.matmul`` of two square matrices:
+  float32 on a CPU, bfloat16 for a bf16 model on a GPU: like with like);
+* **window modes**: every token of one ``--mode-tokens`` span scored once by
+  ``--windows all`` (stride W/2: each token fed twice), ``stream`` (each token
+  fed once, left context from the key/value cache) and ``all`` with stride W
+  (fed once, context restarting every W): scored tokens/s, speed-up over
+  ``all``, and share of the matmul rate in the model's dtype;
 * **memory**: in a fresh process that has loaded the model and run one short
   forward pass (so memory-mapped weights are resident), the RSS, then the peak
   RSS while ``extract(windows="all")`` runs over the whole text
@@ -129,19 +135,23 @@ def forward_flops(model, windows, keep_logits: bool) -> float:
     width *= config.num_attention_heads
     flops = 0.0
     for w in windows:
-        length = w.length
-        logits = w.n_scored if keep_logits else length
-        flops += 2 * body * length + 2 * head.weight.numel() * logits
-        # QK^T and AV, causal: position p attends to p + 1 positions
-        flops += n_layers * 4 * width * length * (length + 1) / 2
+        first, stop = w.fed  # a stream chunk feeds only its new tokens; its cache covers the rest
+        fed = stop - first
+        logits = w.n_scored if keep_logits else fed
+        flops += 2 * body * fed + 2 * head.weight.numel() * logits
+        # QK^T and AV, causal: the token at p attends to the p - start + 1 positions of its window
+        attended = sum(p - w.start + 1 for p in range(first, stop))
+        flops += n_layers * 4 * width * attended
     return flops
 
 
-def matmul_rate(device: torch.device, n: int, repeats: int) -> float:
-    """Float32 FLOP/s of ``torch.matmul`` on two n x n matrices (median of ``repeats``)."""
+def matmul_rate(
+    device: torch.device, n: int, repeats: int, dtype: torch.dtype = torch.float32
+) -> float:
+    """FLOP/s of ``torch.matmul`` on two n x n ``dtype`` matrices (median of ``repeats``)."""
     generator = torch.Generator(device="cpu").manual_seed(0)
-    a = torch.randn(n, n, generator=generator).to(device)
-    b = torch.randn(n, n, generator=generator).to(device)
+    a = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
+    b = torch.randn(n, n, generator=generator).to(device=device, dtype=dtype)
     torch.matmul(a, b)
     times = []
     for _ in range(repeats):
@@ -181,6 +191,7 @@ def bench_speed(loaded, text: str, args: argparse.Namespace) -> dict:
             window=window,
             stride=stride,
             max_tokens=n_scored,
+            batch_size=args.batch_size,
             progress=False,
         )
         _sync(device)
@@ -201,7 +212,8 @@ def bench_speed(loaded, text: str, args: argparse.Namespace) -> dict:
         "bare_scored_logits": forward_flops(model, plan, keep_logits=True),
         "extract": forward_flops(model, plan, keep_logits=True),
     }
-    rate = matmul_rate(device, args.matmul_size, max(3, args.repeats))
+    dtype = next(model.parameters()).dtype
+    rate = matmul_rate(device, args.matmul_size, max(3, args.repeats), dtype)
     return {
         "window": window,
         "stride": stride,
@@ -217,8 +229,81 @@ def bench_speed(loaded, text: str, args: argparse.Namespace) -> dict:
         "extract_over_bare_scored_logits": medians["extract"] / medians["bare_scored_logits"],
         "model_gflop": {k: v / 1e9 for k, v in flops.items()},
         "matmul_size": args.matmul_size,
+        "matmul_dtype": str(dtype).removeprefix("torch."),
         "matmul_gflops": rate / 1e9,
         "fraction_of_matmul_rate": {k: flops[k] / medians[k] / rate for k in medians},
+    }
+
+
+#: The window modes compared on one span of text: (name, mode, stride as a fraction of W).
+MODES = (
+    ("all, stride W/2", "all", 2),
+    ("stream, chunk W/2", "stream", 2),
+    ("all, stride W (no overlap)", "all", 1),
+)
+
+
+def bench_modes(loaded, text: str, args: argparse.Namespace) -> dict:
+    """Scored tokens/s and share of the matmul rate of each window mode over one span of text.
+
+    Every mode scores every token of the same ``--mode-tokens`` prefix once; they differ in
+    what they feed: ``all`` feeds each token about W/S times, ``stream`` once (its left context
+    from the key/value cache), ``all`` with S = W once (left context restarting every W).
+    """
+    from lamina.capture import extract, plan_windows, tokenize
+
+    model = loaded.model
+    device = next(model.parameters()).device
+    window = args.window
+    prefix = text_prefix(loaded, text, args.mode_tokens + 1)
+    n_tokens = len(tokenize(loaded.tokenizer, prefix))
+    context = loaded.report.context_length
+    plans, runs = {}, {}
+    for name, mode, divisor in MODES:
+        stride = window // divisor
+        plans[name] = plan_windows(n_tokens, mode, window, stride, context_length=context)
+
+        def run(mode: str = mode, stride: int = stride) -> int:
+            table = extract(
+                loaded,
+                prefix,
+                sites=args.sites,
+                windows=mode,
+                window=window,
+                stride=stride,
+                batch_size=args.batch_size,
+                progress=False,
+            )
+            _sync(device)
+            return table.num_rows
+
+        runs[name] = run
+    scored = {name: run() for name, run in runs.items()}  # warm-up, and the rows each scores
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(args.repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - start)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    dtype = next(model.parameters()).dtype
+    rate = matmul_rate(device, args.matmul_size, max(3, args.repeats), dtype)
+    flops = {name: forward_flops(model, plan, keep_logits=True) for name, plan in plans.items()}
+    baseline = MODES[0][0]
+    return {
+        "window": window,
+        "text_tokens": n_tokens,
+        "batch_size": args.batch_size,
+        "tokens_scored": scored,
+        "tokens_fed": {n: sum(w.fed[1] - w.fed[0] for w in p) for n, p in plans.items()},
+        "seconds": times,
+        "median_seconds": medians,
+        "scored_tokens_per_second": {n: scored[n] / medians[n] for n in medians},
+        "speedup_over_all": {n: medians[baseline] / medians[n] for n in medians},
+        "model_gflop": {n: f / 1e9 for n, f in flops.items()},
+        "matmul_dtype": str(dtype).removeprefix("torch."),
+        "matmul_gflops": rate / 1e9,
+        "fraction_of_matmul_rate": {n: flops[n] / medians[n] / rate for n in medians},
     }
 
 
@@ -365,6 +450,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sites", default="attn_out")
     parser.add_argument("--window", type=int, default=1024)
     parser.add_argument("--n-windows", type=int, default=4)
+    parser.add_argument("--batch-size", default=1, type=lambda v: v if v == "auto" else int(v))
+    parser.add_argument(
+        "--mode-tokens", type=int, default=8192, help="text tokens of the window-mode comparison"
+    )
+    parser.add_argument("--skip-modes", action="store_true")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--max-tokens", type=int, default=None, help="cap of the memory run")
@@ -375,10 +465,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.window, args.n_windows, args.repeats = 256, 2, 2
-        args.matmul_size = 1024
+        args.matmul_size, args.mode_tokens = 1024, 1024
         if args.max_tokens is None:
             args.max_tokens = 2048
     return args
+
+
+def _print_modes(modes: dict) -> None:
+    print(
+        f"window modes over the same {modes['text_tokens']:,} text tokens (W = {modes['window']}, "
+        f"batch size {modes['batch_size']}):"
+    )
+    print(
+        f"{'mode':<28}{'fed':>8}{'scored':>8}{'seconds':>9}{'tok/s':>8}{'speed-up':>9}{'of rate':>9}"
+    )
+    for name, seconds in modes["median_seconds"].items():
+        print(
+            f"{name:<28}{modes['tokens_fed'][name]:>8}{modes['tokens_scored'][name]:>8}"
+            f"{seconds:>9.2f}{modes['scored_tokens_per_second'][name]:>8.0f}"
+            f"{modes['speedup_over_all'][name]:>8.2f}x{modes['fraction_of_matmul_rate'][name]:>9.1%}"
+        )
 
 
 def _gib(n: float) -> str:
@@ -399,6 +505,8 @@ def main(argv: list[str] | None = None) -> None:
         "model": loaded.report.to_dict(),
         "speed": bench_speed(loaded, text, args),
     }
+    if not args.skip_modes:
+        result["modes"] = bench_modes(loaded, text, args)
     if not args.skip_memory:
         result["memory"] = bench_memory(loaded, text, args, argv)
 
@@ -418,9 +526,11 @@ def main(argv: list[str] | None = None) -> None:
         )
     print(
         f"extract / bare = {speed['extract_over_bare']:.3f}; extract / bare with scored "
-        f"logits = {speed['extract_over_bare_scored_logits']:.3f}; float32 matmul "
-        f"{speed['matmul_size']}^2: {speed['matmul_gflops']:.0f} GFLOP/s"
+        f"logits = {speed['extract_over_bare_scored_logits']:.3f}; {speed['matmul_dtype']} "
+        f"matmul {speed['matmul_size']}^2: {speed['matmul_gflops']:.0f} GFLOP/s"
     )
+    if "modes" in result:
+        _print_modes(result["modes"])
     if "memory" in result:
         memory = result["memory"]
         lamina = memory["lamina"]

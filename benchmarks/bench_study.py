@@ -17,6 +17,13 @@ medians. Three numbers per side:
   "warm" on later calls. Notebook: its Parts 2-6 cells, loops scaled;
 * model load and forward pass, as each side reports them.
 
+And the whole book against the notebook's single window (``--skip-book`` leaves it
+out): ``lamina run --windows stream --permutations 10000`` in a fresh process,
+every token of Alice scored once with its left context, every part, figure and
+the report, against the notebook's end to end above (1,024 tokens, 1,000
+permutations), in the same rounds; with the stage timings the run records in
+``results.json``.
+
 Nothing is asserted; the JSON goes to ``benchmarks/results/bench_study.json``::
 
     .venv/bin/python benchmarks/bench_study.py --repeats 3
@@ -62,13 +69,31 @@ def run_notebook(permutations: int) -> dict:
     return timings
 
 
-def run_lamina(out_dir: Path) -> dict:
+def run_lamina(out_dir: Path, *extra: str) -> dict:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     wall, _ = _timed(
-        [str(VENV_BIN / "lamina"), "run", "--out", str(out_dir), "--no-reuse", "--no-progress"],
+        [
+            str(VENV_BIN / "lamina"),
+            "run",
+            "--out",
+            str(out_dir),
+            "--no-reuse",
+            "--no-progress",
+            *extra,
+        ],
         env=env,
     )
-    return {"wall": wall}
+    results = json.loads((out_dir / "results.json").read_text())
+    return {
+        "wall": wall,
+        "timings": results.get("timings"),
+        "n_tokens": results["part2"]["n_tokens"],
+        "n_permutations": results["part6"]["n_permutations"],
+    }
+
+
+#: The whole book, every token scored once and fed once, 10,000 permutations.
+BOOK_ARGS = ("--windows", "stream", "--permutations", "10000")
 
 
 ANALYSIS_SNIPPET = """
@@ -118,6 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--notebook-permutations", type=int, default=10)
+    parser.add_argument("--skip-book", action="store_true", help="leave out the whole book")
     args = parser.parse_args()
 
     rounds = []
@@ -131,6 +157,15 @@ def main() -> None:
             lamina = run_lamina(Path(tmp) / f"run{i}")
             analysis = run_analysis(Path(tmp) / f"run{i}" / "tokens.parquet", 3)
             rounds.append({"notebook": notebook, "lamina": lamina, "analysis": analysis})
+            if not args.skip_book:
+                rounds[-1]["book"] = run_lamina(Path(tmp) / f"book{i}", *BOOK_ARGS)
+                book = rounds[-1]["book"]
+                print(
+                    f"round {i + 1}: whole book ({book['n_tokens']:,} tokens, "
+                    f"{book['n_permutations']:,} permutations) {book['wall']:.1f} s: "
+                    + ", ".join(f"{k} {v:.1f} s" for k, v in (book["timings"] or {}).items()),
+                    file=sys.stderr,
+                )
             print(
                 f"round {i + 1}: notebook {notebook['wall_scaled']:.1f} s end to end "
                 f"(parts 2-6 {notebook['parts_2_6']:.1f} s), lamina run {lamina['wall']:.1f} s "
@@ -162,6 +197,17 @@ def main() -> None:
         "speedup_after_forward_cold": nb_parts / la_after_cold,
         "speedup_after_forward_warm": nb_parts / la_after_warm,
     }
+    if not args.skip_book:
+        book = med(r["book"]["wall"] for r in rounds)
+        stages = {
+            k: med(r["book"]["timings"][k] for r in rounds) for k in rounds[0]["book"]["timings"]
+        }
+        summary.update(
+            lamina_whole_book_s=book,
+            lamina_whole_book_tokens=rounds[0]["book"]["n_tokens"],
+            lamina_whole_book_stages_s=stages,
+            notebook_window_over_whole_book=nb_e2e / book,
+        )
     rows = [
         ("end to end (fresh process)", nb_e2e, la_e2e),
         ("Parts 2-6, figures, report (as in run)", nb_parts, la_after_run),
@@ -172,6 +218,14 @@ def main() -> None:
     for name, nb, la in rows:
         print(f"{name:<36} {nb:>11.2f} {la:>10.2f} {nb / la:>8.1f}x")
     print(f"notebook model load {nb_load:.1f} s, forward {nb_forward:.1f} s (medians)")
+    if not args.skip_book:
+        print(
+            f"whole book (lamina run {' '.join(BOOK_ARGS)}, "
+            f"{summary['lamina_whole_book_tokens']:,} tokens): {summary['lamina_whole_book_s']:.1f} s"
+            f" vs the notebook's one window {nb_e2e:.1f} s: "
+            f"{summary['notebook_window_over_whole_book']:.2f}x; stages "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in summary["lamina_whole_book_stages_s"].items())
+        )
     report = {
         "benchmark": "bench_study",
         "machine": machine_info(),

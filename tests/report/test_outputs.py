@@ -147,3 +147,28 @@ def test_notebook_mode_is_said_in_the_figures_and_report(tmp_path):
     )
     assert "symmetric_KL (notebook)" in part4_line
     assert " JS " not in part4_line
+
+
+def test_a_corpus_lists_its_documents_in_results_and_report(result, outputs):
+    """Each document's provenance reaches results.json and the report's provenance."""
+    import pyarrow as pa
+
+    from lamina.table import table_metadata
+
+    correct, norms = separated_norms(300, 6, seed=3)
+    table = token_table(correct, norms)
+    documents = [
+        {"spec": f"book{k}.txt", "sha256": f"{k}" * 64, "n_chars": 1000 + k, "n_tokens": 150}
+        for k in range(2)
+    ]
+    meta = {**table_metadata(table), "documents": documents}
+    table = table.replace_schema_metadata({"lamina": json.dumps(meta)})
+    table = table.append_column("doc", pa.array(np.repeat([0, 1], 150).astype(np.int32)))
+    corpus = analyze_table(table, OPTIONS, created="2000-01-01T00:00:00Z")
+    assert corpus.to_dict()["provenance"]["documents"] == documents
+    pngs = {n: (outputs.out_dir / "figures" / f"{n}.png").read_bytes() for n in FIGURE_NAMES}
+    page = render_report(json.loads(corpus.to_json()), pngs)
+    assert "<td>documents</td><td>2:" in page
+    assert "<code>book0.txt</code> (150 tokens" in page and "<code>book1.txt</code>" in page
+    # one text: no documents row
+    assert "<td>documents</td>" not in (outputs.out_dir / "report.html").read_text()

@@ -138,6 +138,8 @@ def _provenance(meta: dict, table_path: str | None, n_rows: int) -> dict:
     return {
         "model": meta.get("model", {}),
         "text": meta.get("text", {}),
+        # every document of a corpus with its provenance (source, sha256, characters, tokens)
+        "documents": meta.get("documents", []),
         "windows": meta.get("windows", {}),
         "sites": meta.get("sites", []),
         "table": {
