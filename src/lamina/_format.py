@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 def format_p(p: float | None) -> str:
@@ -28,3 +29,16 @@ def layer_list(layers: Sequence[int]) -> str:
         if layer is not None:
             start = prev = layer
     return ", ".join(parts)
+
+
+def csv_cell(value: Any) -> str:
+    """One CSV cell: empty for None, ``true``/``false``, numbers as shortest round-trip
+    decimals, text quoted (RFC 4180) when it holds a comma, a quote or a newline."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float | int):
+        return repr(value)
+    text = str(value)
+    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text

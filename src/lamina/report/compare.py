@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from lamina._format import format_p
+from lamina._format import csv_cell, format_p
 from lamina.report._style import FIGURE_TITLES, pixel_size
 from lamina.report.explore import embed_json, number, static_text
 from lamina.report.figures.compare import series_style
@@ -62,21 +62,10 @@ POINT_COLUMNS = (
 )
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float | int):
-        return repr(value)
-    text = str(value)
-    return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
-
-
 def comparison_csv(comparison: Mapping[str, Any]) -> str:
     """``comparison.csv``: the comparison table, one row per run and site."""
     lines = [",".join(TABLE_COLUMNS)]
-    lines += [",".join(_cell(row[c]) for c in TABLE_COLUMNS) for row in comparison["table"]]
+    lines += [",".join(csv_cell(row[c]) for c in TABLE_COLUMNS) for row in comparison["table"]]
     return "\n".join(lines) + "\n"
 
 
@@ -91,7 +80,7 @@ def profiles_csv(comparison: Mapping[str, Any]) -> str:
                 "site": series["site"],
                 "n_layers": series["n_layers"],
             }
-            lines.append(",".join(_cell(row[c]) for c in POINT_COLUMNS))
+            lines.append(",".join(csv_cell(row[c]) for c in POINT_COLUMNS))
     return "\n".join(lines) + "\n"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from lamina._format import format_p, layer_list
+from lamina._format import csv_cell, format_p, layer_list
 from lamina.stats.catalog import CORRECTION_LABELS, format_statistic, is_divergence, short
 
 
@@ -184,17 +184,6 @@ SITE_COLUMNS = (
 )
 
 
-def _cell(value: Any) -> str:
-    """One CSV cell: empty for None, true/false, text quoted if it needs it, floats round-trip."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace('"', '""') + '"' if any(c in value for c in ',"\n') else value
-    return repr(value)
-
-
 def layers_csv(results: Mapping[str, Any]) -> str:
     """``layers.csv``: one row per layer of every site (per head of ``attn_head``).
 
@@ -215,21 +204,21 @@ def layers_csv(results: Mapping[str, Any]) -> str:
         rows = [(None, {**row, "site": p6["site"], "head": None}) for row in p6["layers"]]
     for profile, row in rows:
         site = profile["site"] if profile else row["site"]
-        cells = [_cell(row[col]) for col in LAYER_COLUMNS]
+        cells = [csv_cell(row[col]) for col in LAYER_COLUMNS]
         cells += [
             p6["statistic_name"],
             p6["statistic_unit"],
             p6["correction"],
             results.get("compat", "none"),
             site,
-            _cell(row["head"]),
+            csv_cell(row["head"]),
         ]
-        cells += [_cell(row.get(col)) for col in SITE_COLUMNS[2:-1]]
+        cells += [csv_cell(row.get(col)) for col in SITE_COLUMNS[2:-1]]
         cells.append(sites["correction_scope"] if sites else "")
         # Part 6's cluster p-value and Part 7's columns belong to the primary site's layers.
         primary = site == p6["site"] and row["head"] is None
         cells += [
-            _cell(
+            csv_cell(
                 (
                     p6_rows.get(row["layer"], {})
                     if key == "part6"

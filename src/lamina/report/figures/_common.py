@@ -45,3 +45,21 @@ def new_figure(name: str) -> Figure:
     from matplotlib.figure import Figure
 
     return Figure(figsize=FIGURE_SIZES[name], dpi=DPI, layout="constrained")
+
+
+def significance_handles() -> list:
+    """Legend entries of the profiles' markers: filled when significant, open when not."""
+    from matplotlib.lines import Line2D
+
+    return [
+        Line2D([], [], marker="o", linestyle="none", color="0.3", label="filled: significant"),
+        Line2D(
+            [],
+            [],
+            marker="o",
+            linestyle="none",
+            markerfacecolor="white",
+            markeredgecolor="0.3",
+            label="open: not significant",
+        ),
+    ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.report._style import OKABE_ITO, SITE_SERIES
-from lamina.report.figures._common import display, new_figure
+from lamina.report.figures._common import display, new_figure, significance_handles
 from lamina.stats.catalog import axis_label
 
 if TYPE_CHECKING:
@@ -88,17 +88,6 @@ def figure_compare(comparison: Mapping[str, Any]) -> Figure:
         ylabel=f"{axis_label(statistic)} − null mean",
         title="B  Statistic minus its permutation null's mean",
     )
-    handles += [
-        Line2D([], [], marker="o", linestyle="none", color="0.3", label="filled: significant"),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="none",
-            markerfacecolor="white",
-            markeredgecolor="0.3",
-            label="open: not significant",
-        ),
-    ]
+    handles += significance_handles()
     fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=7.5)
     return fig

@@ -18,6 +18,7 @@ from lamina.report.figures._common import (
     display,
     new_figure,
     norm_label,
+    significance_handles,
     statistic_axis_label,
     suptitle,
 )
@@ -192,16 +193,7 @@ def _legend(fig: Figure, p6: Mapping[str, Any]) -> None:
             Line2D(
                 [], [], marker="s", linestyle="none", color=INCORRECT_COLOR, label="correct lower"
             ),
-            Line2D([], [], marker="o", linestyle="none", color="0.3", label="filled: significant"),
-            Line2D(
-                [],
-                [],
-                marker="o",
-                linestyle="none",
-                markerfacecolor="white",
-                markeredgecolor="0.3",
-                label="open: not significant",
-            ),
+            *significance_handles(),
         ],
         loc="outside lower center",
         ncol=4,

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.report._style import NULL_COLOR, OKABE_ITO, SITE_SERIES
-from lamina.report.figures._common import display, new_figure, statistic_axis_label, suptitle
+from lamina.report.figures._common import (
+    display,
+    new_figure,
+    significance_handles,
+    statistic_axis_label,
+    suptitle,
+)
 from lamina.stats.catalog import CORRECTION_LABELS
 
 if TYPE_CHECKING:
@@ -88,18 +94,7 @@ def figure_sites_profiles(results: Mapping[str, Any]) -> Figure:
         title="B  Statistic per layer (dotted: its permutation null's mean)",
     )
     ax_s.xaxis.set_major_locator(MaxNLocator(integer=True))
-    handles += [
-        Line2D([], [], marker="o", linestyle="none", color="0.3", label="filled: significant"),
-        Line2D(
-            [],
-            [],
-            marker="o",
-            linestyle="none",
-            markerfacecolor="white",
-            markeredgecolor="0.3",
-            label="open: not significant",
-        ),
-    ]
+    handles += significance_handles()
     fig.legend(
         handles=handles,
         loc="outside lower center",
