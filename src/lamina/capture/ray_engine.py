@@ -75,7 +75,9 @@ def start_ray(address: str | None, workers: int) -> bool:
                 "one with `ray start --head` (see docs/scale.md) or drop --ray-address."
             ) from exc
         return True
-    ray.init(**options)
+    # "local": a new instance of this machine's own, never a cluster that RAY_ADDRESS or an
+    # earlier `ray start` names (joining one is what --ray-address is for).
+    ray.init(address="local", **options)
     return True
 
 
