@@ -121,6 +121,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small size, one repeat")
     parser.add_argument("--table", help="a token table to time instead of synthetic ones")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", help="the JSON file (default: benchmarks/results/...)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -148,6 +149,8 @@ def main() -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     path = out_dir / ("bench_controls_quick.json" if args.quick else "bench_controls.json")
+    if args.out:
+        path = Path(args.out)
     from lamina._io import atomic_open
 
     with atomic_open(path) as fh:
