@@ -159,7 +159,7 @@ class ShardComputer:
         from transformers import DynamicCache
 
         cache = DynamicCache()
-        sink = 1 if self.bos_id is not None else 0
+        offset = 1 if self.bos_id is not None else 0
         parts = []
         for k, w in enumerate(segment):
             if k == 0:
@@ -170,7 +170,7 @@ class ShardComputer:
                 kwargs: dict[str, Any] = {}
             else:
                 ids = token_tensor[w.score_from : w.stop][None]
-                kwargs = chunk_inputs(cache, w, sink, ids.shape[1], self.device)
+                kwargs = chunk_inputs(cache, w, offset, ids.shape[1], self.device)
             if self.keep_logits:
                 kwargs["logits_to_keep"] = w.n_scored
             self.capture.start_batch(1, ids.shape[1], w.n_scored, self.device)
