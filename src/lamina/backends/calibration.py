@@ -9,10 +9,10 @@ rest run :data:`REPEATS` times and the fastest minimum wins.
 
 The result is cached in ``calibration.json`` in lamina's cache directory
 (:func:`lamina._io.cache_dir`), keyed by the machine (CPU model, usable cores,
-numpy and torch versions, CUDA device) and the product's shape class (powers of
-two of rows, tokens and bins); the file is written atomically. A corrupt file,
-another machine's entry or a different set of candidates is ignored and
-measured again.
+numpy and torch versions, torch's CPU kernels, CUDA device) and the product's
+shape class (powers of two of rows, tokens and bins); the file is written
+atomically. A corrupt file, another machine's entry or a different set of
+candidates is ignored and measured again.
 """
 
 from __future__ import annotations
@@ -119,13 +119,16 @@ def shape_key(shape: tuple[int, int, int]) -> str:
 
 
 def machine_key(candidates: list[str]) -> str:
-    """What the timings depend on: CPU model, usable cores, library versions, CUDA device."""
+    """What the timings depend on: CPU model, usable cores, library versions, torch's CPU
+    kernels (``ATEN_CPU_CAPABILITY`` can lower them), CUDA device."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     parts = [f"cpu={cpu_model()}", f"arch={platform.machine()}", f"cores={cores}"]
     parts.append(f"numpy={np.__version__}")
     if any(name != "numpy-float32" for name in candidates):
         torch = sys.modules.get("torch")
         parts.append(f"torch={getattr(torch, '__version__', None)}")
+        with contextlib.suppress(AttributeError, RuntimeError):
+            parts.append(f"torch_cpu={torch.backends.cpu.get_cpu_capability()}")
         if "cuda" in candidates and torch is not None:
             parts.append(f"cuda={torch.cuda.get_device_name(torch.cuda.current_device())}")
     return "; ".join(parts)
