@@ -147,6 +147,55 @@ def test_batch_size_auto_equals_one_window_at_a_time(loaded, corpus):
         )
 
 
+def _fits_at_most(limit, monkeypatch):
+    """Make every forward pass of more than ``limit`` windows run out of memory."""
+    import torch
+
+    from lamina.capture.compute import ShardComputer
+
+    original = ShardComputer.forward_fresh
+    sizes = []
+
+    def forward_fresh(self, token_tensor, group):
+        sizes.append(len(group))
+        if len(group) > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, token_tensor, group)
+
+    monkeypatch.setattr(ShardComputer, "forward_fresh", forward_fresh)
+    return sizes
+
+
+def test_out_of_memory_halves_the_batch_and_remembers_the_size(
+    loaded, corpus, tmp_path, monkeypatch
+):
+    from lamina.capture.batching import _MEMORY_FILE
+
+    monkeypatch.setenv("LAMINA_CACHE", str(tmp_path / "cache"))
+    one = extract(loaded, corpus, window=64, batch_size=1, progress=False)
+    sizes = _fits_at_most(2, monkeypatch)
+    halved = extract(loaded, corpus, window=64, batch_size=8, progress=False)
+    assert sizes[0] > 2 and max(s for s in sizes if s <= 2) == 2
+    # after the first failure the smaller size is kept: no batch of more than 2 is tried again
+    assert all(s <= 2 for s in sizes[sizes.index(2) :])
+    remembered = json.loads((tmp_path / "cache" / _MEMORY_FILE).read_text())
+    assert list(remembered.values()) == [2]
+    for name in ("correct", "pred_id", "target_rank", "text_pos"):
+        np.testing.assert_array_equal(one.column(name).to_numpy(), halved.column(name).to_numpy())
+    np.testing.assert_allclose(
+        one.column("attn_out.1").to_numpy(), halved.column("attn_out.1").to_numpy(), rtol=1e-5
+    )
+
+
+def test_one_window_that_does_not_fit_is_one_sentence(loaded, corpus, tmp_path, monkeypatch):
+    from lamina.errors import CaptureError
+
+    monkeypatch.setenv("LAMINA_CACHE", str(tmp_path / "cache"))
+    _fits_at_most(0, monkeypatch)
+    with pytest.raises(CaptureError, match="one window of 64 tokens does not fit"):
+        extract(loaded, corpus, window=64, batch_size=4, progress=False)
+
+
 def test_a_shards_directory_alone_gives_the_table_once_every_shard_is_done(
     loaded, corpus, tmp_path
 ):

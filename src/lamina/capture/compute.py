@@ -42,11 +42,15 @@ class Interrupted(Exception):
     """Raised between batches when the caller asked extraction to stop (e.g. on SIGINT)."""
 
 
-def batches(windows: Sequence[Window], batch_size: int) -> Iterator[list[Window]]:
-    """Consecutive fresh windows of equal length, at most ``batch_size`` at a time (no padding)."""
+def batches(windows: Sequence[Window], batch_size: Callable[[], int]) -> Iterator[list[Window]]:
+    """Consecutive fresh windows of equal length, at most ``batch_size()`` at a time (no padding).
+
+    The size is asked for each batch: one halved after an out-of-memory error holds from the
+    next batch on, so a failing size is not tried again.
+    """
     group: list[Window] = []
     for w in windows:
-        if group and (len(group) == batch_size or w.length != group[0].length):
+        if group and (len(group) >= batch_size() or w.length != group[0].length):
             yield group
             group = []
         group.append(w)
@@ -104,7 +108,7 @@ class ShardComputer:
                         parts.append(self.forward_segment(token_tensor, group))
                         self._after_batch(sum(w.n_scored for w in group))
                         continue
-                    for batch in batches(group, self.batch_size):
+                    for batch in batches(group, lambda: self.batch_size):
                         parts.extend(self._fresh_fitting(token_tensor, batch))
                         self._after_batch(sum(w.n_scored for w in batch))
         finally:
@@ -131,13 +135,15 @@ class ShardComputer:
 
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
-        half = len(batch) // 2
-        self.batch_size = half
-        remember(self.model, batch[0].length, self.device, half)
-        return [
-            *self._fresh_fitting(token_tensor, batch[:half]),
-            *self._fresh_fitting(token_tensor, batch[half:]),
-        ]
+        self.batch_size = min(self.batch_size, len(batch) // 2)
+        remember(self.model, batch[0].length, self.device, self.batch_size)
+        parts: list[dict] = []
+        done = 0
+        while done < len(batch):  # the size may halve again on the way: ask it each time
+            part = batch[done : done + self.batch_size]
+            parts.extend(self._fresh_fitting(token_tensor, part))
+            done += len(part)
+        return parts
 
     def forward_fresh(self, token_tensor: torch.Tensor, group: list[Window]) -> dict[str, Any]:
         """One forward pass of fresh windows of equal length; their scored rows' columns."""
