@@ -7,7 +7,8 @@ and at the default run's size (1,024 tokens x 30 layers x 1,000 permutations).
 The table is synthetic (covariates with the shapes of the real ones: positions,
 target lengths, log frequencies, repeats; norms that depend on them and, at a few
 layers, on correctness), or a real token table with ``--table PATH``. Part 6's
-test is computed first (Part 7 takes it as input) and not timed; the study's
+test is computed first (Part 7 takes it as input), then timed again in every
+repeat as the baseline: Part 7's cost is reported as a ratio to it. The study's
 options are the defaults with ``permutations`` set. Each size runs in a fresh
 process and reports the time of every stage, medians of ``--repeats`` runs.
 
@@ -86,6 +87,9 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
         started = time.perf_counter()
+        all_layers_test(data, options)
+        times.setdefault("Part 6 (baseline)", []).append(time.perf_counter() - started)
+        started = time.perf_counter()
         strata = make_strata(chosen, data.labels, n_bins=options.strata_bins)
         times.setdefault("strata", []).append(time.perf_counter() - started)
         started = time.perf_counter()
@@ -106,12 +110,15 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
         started = time.perf_counter()
         record = controls(perm, data, options)
         times.setdefault("Part 7 (all of it)", []).append(time.perf_counter() - started)
+    seconds = {k: statistics.median(v) for k, v in times.items()}
+    baseline = seconds["Part 6 (baseline)"]
     return {
         "n_tokens": int(data.labels.size),
         "n_layers": int(data.values.shape[1]),
         "permutations": options.permutations,
         "n_strata": record.strata.n_strata,
-        "seconds": {k: statistics.median(v) for k, v in times.items()},
+        "seconds": seconds,
+        "over_part6": {k: v / baseline for k, v in seconds.items() if k != "Part 6 (baseline)"},
         "runs": times,
     }
 
@@ -130,7 +137,12 @@ def main() -> None:
         return
     sizes = QUICK if args.quick else SIZES
     repeats = 1 if args.quick else args.repeats
-    results = {"benchmark": "bench_controls", "machine": machine_info(), "sizes": {}}
+    results = {
+        "benchmark": "bench_controls",
+        "command": " ".join(["benchmarks/bench_controls.py", *sys.argv[1:]]),
+        "machine": machine_info(),
+        "sizes": {},
+    }
     for name, size in sizes.items():
         command = [sys.executable, __file__, "--child", json.dumps(size), "--repeats", str(repeats)]
         if args.table:
@@ -144,7 +156,8 @@ def main() -> None:
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["seconds"].items())
         print(
             f"{name:<12} {r['n_tokens']:>7,} {r['n_layers']:>6} {r['permutations']:>6,} "
-            f"{r['n_strata']:>6}  {stages}"
+            f"{r['n_strata']:>6}  {stages}; Part 7 / Part 6 "
+            f"{r['over_part6']['Part 7 (all of it)']:.2f}x"
         )
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
