@@ -15,27 +15,17 @@ from typing import Any
 
 from lamina import __version__
 from lamina._format import layer_list
+from lamina.report.compare import POINT_COLUMNS
 
 COMPARE_FORMAT = "lamina.compare"
 COMPARE_FORMAT_VERSION = 1
 
-#: The per-layer fields each point of a series carries, from the run's site rows.
-POINT_FIELDS = (
-    "n_correct",
-    "n_incorrect",
-    "mean_log_norm_correct",
-    "mean_log_norm_incorrect",
-    "difference",
-    "statistic",
-    "statistic_bits",
-    "null_mean",
-    "pvalue",
-    "pvalue_corrected",
-    "auroc",
-    "hedges_g",
-    "hedges_g_ci_low",
-    "hedges_g_ci_high",
-)
+#: What a point of a series holds besides the run's per-layer numbers: set by the series
+#: (``layer``, ``relative_depth``, ``significant``) or by the CSV (``label``, ``site``, ``n_layers``).
+_NOT_FROM_ROWS = ("label", "site", "n_layers", "layer", "relative_depth", "significant")
+#: The per-layer fields each point of a series carries from the run's site rows: the
+#: comparison CSV's point columns (one list for both) less those above.
+POINT_FIELDS = tuple(c for c in POINT_COLUMNS if c not in _NOT_FROM_ROWS)
 
 
 def relative_depth(layer: int, n_layers: int) -> float:
