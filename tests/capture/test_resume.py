@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from capture.shard_files import shard_files
+from reliability.faults import ctrl_c_as_in_a_terminal
 from study.token_tables import save_tiny_gpt2, tiny_study_text
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,13 @@ def _run(argv: list[str]) -> subprocess.CompletedProcess:
 
 def _start_and_signal(argv: list[str], shards: Path, sig: int, after: int) -> subprocess.Popen:
     """Start the run, wait until ``after`` shards are saved, send ``sig``; return the process."""
-    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=ctrl_c_as_in_a_terminal,
+    )
     deadline = time.monotonic() + 300
     while len(shard_files(shards)) < after:
         if process.poll() is not None or time.monotonic() > deadline:
@@ -107,3 +114,20 @@ def test_sigint_stops_after_the_batch_keeps_the_shards_and_says_how_to_resume(
     table = pq.read_table(out)
     assert _meta(table)["extraction"]["shards_reused"] == saved
     assert table.drop(["window"]).equals(uninterrupted.drop(["window"]))
+
+
+def test_the_first_sigint_asks_for_a_stop_and_an_ignored_one_stays_ignored():
+    from lamina.capture.extraction import _stop_on_sigint
+
+    with _stop_on_sigint(True) as stop:
+        assert stop is not None and not stop()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)  # the handler runs in this thread at the next check
+        assert stop()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `nohup lamina ... &`
+    try:
+        with _stop_on_sigint(True) as stop:
+            assert stop is None and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -2,7 +2,7 @@
 
 * :func:`lamina_cli` runs ``python -m lamina`` in a subprocess, :func:`start_paused`
   starts one that stops at a named pause point (``LAMINA_PAUSE_AT``, see
-  :func:`lamina._staging.pause_point`) so that a test can SIGKILL it there;
+  :func:`lamina._staging.pause_point`) so that a test can SIGKILL (or SIGINT) it there;
 * :func:`mount_tmpfs_at` mounts a small tmpfs (a real full disk, or a real read-only
   file system) when the test runs as root where mounting is allowed;
 * :data:`FAST` are analysis options that keep a run to a few seconds.
@@ -23,6 +23,16 @@ import pytest
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden"
 FAST = ["--permutations", "50", "--diagnostic-permutations", "20", "--sweep-bins", "10", "12"]
+
+
+def ctrl_c_as_in_a_terminal() -> None:
+    """``preexec_fn``: the child gets SIGINT's default disposition, as under a terminal.
+
+    A shell that starts a command in the background (``nohup ... &``) makes it ignore
+    SIGINT, and its children inherit that: Python then never raises KeyboardInterrupt,
+    and a test of Ctrl-C would hang rather than test lamina.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def lamina_cli(
@@ -63,6 +73,7 @@ def start_paused(
         env={**os.environ, **(env or {}), "LAMINA_PAUSE_AT": point, "LAMINA_PAUSE_FLAG": str(flag)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=ctrl_c_as_in_a_terminal,
     )
     deadline = time.monotonic() + 300  # a guard against a hang, not a timing assertion
     while not flag.exists():

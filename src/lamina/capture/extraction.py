@@ -294,13 +294,17 @@ def _stop_on_sigint(enabled: bool) -> Iterator[Callable[[], bool] | None]:
     """While extracting into shards, the first SIGINT asks for a stop after the current batch.
 
     A second SIGINT interrupts at once, as usual. Only the main thread can
-    install the handler; elsewhere nothing changes.
+    install the handler; elsewhere nothing changes. Nor where SIGINT is ignored
+    (``nohup lamina ... &``): whoever ignored it meant it.
     """
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield None
         return
-    requested = threading.Event()
     previous = signal.getsignal(signal.SIGINT)
+    if previous == signal.SIG_IGN:
+        yield None
+        return
+    requested = threading.Event()
 
     def handler(signum: int, frame: Any) -> None:
         if requested.is_set():
