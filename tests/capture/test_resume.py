@@ -119,13 +119,15 @@ def test_sigint_stops_after_the_batch_keeps_the_shards_and_says_how_to_resume(
 def test_the_first_sigint_asks_for_a_stop_and_an_ignored_one_stays_ignored():
     from lamina.capture.extraction import _stop_on_sigint
 
-    with _stop_on_sigint(True) as stop:
-        assert stop is not None and not stop()
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.01)  # the handler runs in this thread at the next check
-        assert stop()
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `nohup lamina ... &`
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as under a terminal
     try:
+        with _stop_on_sigint(True) as stop:
+            assert stop is not None and not stop()
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the handler runs in this thread at the next check
+            assert stop()
+        assert signal.getsignal(signal.SIGINT) == signal.default_int_handler
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under `nohup lamina ... &`
         with _stop_on_sigint(True) as stop:
             assert stop is None and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
         assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
