@@ -64,6 +64,14 @@ def synthetic_table(n_tokens: int, n_layers: int, seed: int = 0):
     return table.append_column("target_repeat", pa.array(repeat))
 
 
+def _timed(times: dict[str, list[float]], name: str, call, *args, **kwargs):
+    """``call(*args, **kwargs)``, its wall time appended to ``times[name]``."""
+    started = time.perf_counter()
+    result = call(*args, **kwargs)
+    times.setdefault(name, []).append(time.perf_counter() - started)
+    return result
+
+
 def measure(size: dict, table_path: str | None, repeats: int) -> dict:
     """Time Part 7's stages on one table (run inside a fresh process)."""
     from lamina.stats.permutation import permutation_test
@@ -86,30 +94,31 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
     chosen = {c: data.covariates.values[c][data.keep] for c in options.controls}
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
-        started = time.perf_counter()
-        all_layers_test(data, options)
-        times.setdefault("Part 6 (baseline)", []).append(time.perf_counter() - started)
-        started = time.perf_counter()
-        strata = make_strata(chosen, data.labels, n_bins=options.strata_bins)
-        times.setdefault("strata", []).append(time.perf_counter() - started)
-        started = time.perf_counter()
-        permutation_test(
-            data.values, data.labels, n_permutations=options.permutations, strata=strata.codes
+        _timed(times, "Part 6 (baseline)", all_layers_test, data, options)
+        strata = _timed(
+            times, "strata", make_strata, chosen, data.labels, n_bins=options.strata_bins
         )
-        times.setdefault("conditional test", []).append(time.perf_counter() - started)
-        started = time.perf_counter()
-        controls_matrix = np.column_stack(list(chosen.values()))
-        score_test(
+        _timed(
+            times,
+            "conditional test",
+            permutation_test,
             data.values,
             data.labels,
-            controls_matrix,
-            strata.codes,
             n_permutations=options.permutations,
+            strata=strata.codes,
         )
-        times.setdefault("regression score test", []).append(time.perf_counter() - started)
-        started = time.perf_counter()
-        record = controls(perm, data, options)
-        times.setdefault("Part 7 (all of it)", []).append(time.perf_counter() - started)
+        _timed(
+            times,
+            "regression score test",
+            lambda: score_test(
+                data.values,
+                data.labels,
+                np.column_stack(list(chosen.values())),
+                strata.codes,  # noqa: B023 - called at once, in this iteration
+                n_permutations=options.permutations,
+            ),
+        )
+        record = _timed(times, "Part 7 (all of it)", controls, perm, data, options)
     seconds = {k: statistics.median(v) for k, v in times.items()}
     baseline = seconds["Part 6 (baseline)"]
     return {
