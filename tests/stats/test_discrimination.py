@@ -1,4 +1,4 @@
-"""Cross-validated AUROC gain: folds and fits recomputed with statsmodels and scipy."""
+"""Out-of-fold AUROC and log-loss gain: folds and fits recomputed with statsmodels and scipy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,10 @@ import pytest
 import scipy.stats
 import statsmodels.api as sm
 
-from lamina.stats.discrimination import _bootstrap, added_auroc, placements
+from lamina.stats.discrimination import contiguous_folds, out_of_fold, placements
+from lamina.stats.regression import with_intercept
+from lamina.stats.resampling import make_blocks
+from lamina.stats.shifts import shift_layout
 
 
 def _auroc(score, labels):
@@ -15,36 +18,60 @@ def _auroc(score, labels):
     return u / (labels.sum() * (~labels).sum())
 
 
-def test_out_of_fold_auroc_equals_a_direct_recomputation():
-    rng = np.random.default_rng(0)
-    n = 400
+def _data(seed, n=600):
+    rng = np.random.default_rng(seed)
     controls = rng.normal(size=(n, 2))
     x = rng.normal(size=(n, 2))
     logit = 0.8 * controls[:, 0] + 0.9 * x[:, 1]
     labels = rng.random(n) < 1 / (1 + np.exp(-logit))
-    result = added_auroc(x, labels, controls, folds=5, n_bootstrap=200, seed=4)
-    fold = np.empty(n, dtype=int)
-    fold[np.random.default_rng(4).permutation(n)] = np.arange(n) % 5
-    base = sm.add_constant(controls)
-    score_base = np.empty(n)
-    score_full = np.empty((2, n))
+    return controls, x, labels
+
+
+def test_out_of_fold_scores_equal_a_direct_recomputation_with_statsmodels():
+    controls, x, labels = _data(0)
+    n = labels.size
+    design = with_intercept(controls)
+    blocks = make_blocks(shift_layout(None, n), 20)
+    result = out_of_fold(x, labels, design, blocks, n_bootstrap=200, seed=4)
+    fold = contiguous_folds(n)
+    assert np.array_equal(np.bincount(fold), [120] * 5)
+    assert (np.diff(fold) >= 0).all()  # contiguous
+    y = labels.astype(float)
+    eta0 = np.empty(n)
+    eta1 = np.empty((n, 2))
     for k in range(5):
         tr, te = fold != k, fold == k
-        fit = sm.GLM(labels[tr].astype(float), base[tr], family=sm.families.Binomial()).fit(
-            tol=1e-13
-        )
-        score_base[te] = base[te] @ fit.params
+        base = sm.GLM(y[tr], design[tr], family=sm.families.Binomial()).fit(tol=1e-13)
+        eta0[te] = design[te] @ base.params
+        offset = design[tr] @ base.params
         for j in range(2):
-            full = np.column_stack((base, x[:, j]))
-            fj = sm.GLM(labels[tr].astype(float), full[tr], family=sm.families.Binomial()).fit(
-                tol=1e-13
-            )
-            score_full[j, te] = full[te] @ fj.params
-    assert result.controls == pytest.approx(_auroc(score_base, labels), abs=1e-9)
+            fit = sm.GLM(
+                y[tr],
+                with_intercept(x[tr, j]),
+                family=sm.families.Binomial(),
+                offset=offset,
+            ).fit(tol=1e-13)
+            eta1[te, j] = eta0[te] + with_intercept(x[te, j]) @ fit.params
+    assert result.auroc_controls == pytest.approx(_auroc(eta0, labels), abs=1e-6)
+    loss = lambda eta: np.logaddexp(0, eta) - y * eta  # noqa: E731
     for j in range(2):
-        assert result.full[j] == pytest.approx(_auroc(score_full[j], labels), abs=1e-9)
-    assert result.gain[1] > 0.05 and result.gain_ci[1, 0] > 0  # x[:, 1] adds information
-    assert result.gain_ci[0, 0] < 0 < result.gain_ci[0, 1]  # x[:, 0] does not
+        assert result.auroc_full[j] == pytest.approx(_auroc(eta1[:, j], labels), abs=1e-6)
+        gain = (loss(eta0) - loss(eta1[:, j])).mean()
+        assert result.logloss_gain[j] == pytest.approx(gain, abs=1e-7)
+    assert result.logloss_gain_ci[1, 0] > 0  # x[:, 1] adds information
+    assert result.logloss_gain_ci[0, 0] < 0  # x[:, 0] does not
+
+
+def test_log_loss_gain_interval_is_rarely_above_zero_for_a_useless_column():
+    above = 0
+    for seed in range(40):
+        controls, x, labels = _data(100 + seed, n=800)
+        blocks = make_blocks(shift_layout(None, labels.size), 20)
+        result = out_of_fold(
+            x[:, :1], labels, with_intercept(controls), blocks, n_bootstrap=200, seed=seed
+        )
+        above += result.logloss_gain_ci[0, 0] > 0
+    assert above <= 2  # nominal 2.5% one-sided; out of fold the gain leans negative
 
 
 def test_placements_average_to_the_auroc_with_ties():
@@ -54,20 +81,3 @@ def test_placements_average_to_the_auroc_with_ties():
     v = placements(score, labels)
     assert v[labels].mean() == pytest.approx(_auroc(score, labels))
     assert v[~labels].mean() == pytest.approx(_auroc(score, labels))
-
-
-def test_linearised_bootstrap_interval_matches_the_exact_bootstrap():
-    rng = np.random.default_rng(2)
-    n = 1500
-    labels = rng.random(n) < 0.4
-    score = rng.normal(size=n) + 0.6 * labels
-    fast = _bootstrap(score[None, :], labels, 2000, seed=3)[:, 0]
-    exact = np.empty(2000)
-    boot = np.random.default_rng(9)
-    for b in range(2000):
-        idx = boot.integers(0, n, n)
-        exact[b] = _auroc(score[idx], labels[idx])
-    assert fast.std() == pytest.approx(exact.std(), rel=0.1)
-    assert np.percentile(fast, [2.5, 97.5]) == pytest.approx(
-        np.percentile(exact, [2.5, 97.5]), abs=0.006
-    )

@@ -86,3 +86,16 @@ def test_bootstrap_ci_bad_arguments(kwargs):
         bootstrap_ci("mean_difference", a, b, **kwargs)
     with pytest.raises(InputError):
         bootstrap_ci("no such statistic", a, b)
+
+
+def test_standardised_mean_difference():
+    from lamina.stats.effects import standardised_mean_difference
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=400)
+    labels = rng.random(400) < 0.5
+    x[labels] += 1.0
+    expected = (x[labels].mean() - x[~labels].mean()) / np.sqrt(
+        (x[labels].var(ddof=1) + x[~labels].var(ddof=1)) / 2
+    )
+    assert standardised_mean_difference(x, labels) == pytest.approx(expected)

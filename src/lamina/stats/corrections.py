@@ -21,6 +21,8 @@ scipy does.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from lamina.errors import InputError
@@ -165,3 +167,29 @@ def fdr_bh(p) -> np.ndarray:
         res[order] = adjusted
         out[ok] = res
     return out
+
+
+def resolution_note(
+    correction: str, n_tests: int, n_permutations: int, alpha: float, *, exact: bool = False
+) -> str | None:
+    """A sentence when ``n_permutations`` cannot reach ``alpha`` under ``correction``, else None.
+
+    The smallest permutation p-value is ``1 / (m + 1)`` (``1 / M`` exact). Holm's first
+    step needs it at most ``alpha / L``; every other correction (and none) at most ``alpha``.
+    """
+    floor = 1.0 / n_permutations if exact else 1.0 / (n_permutations + 1)
+    needed = alpha / n_tests if correction == "holm" else alpha
+    if floor <= needed or n_tests < 1:
+        return None
+    if correction == "holm":
+        enough = math.ceil(n_tests / alpha)
+        return (
+            f"Holm's correction cannot reject any of the {n_tests} tests with "
+            f"{n_permutations} permutations: the smallest p-value, {floor:.2g}, is above "
+            f"alpha / {n_tests} = {needed:.2g}; use at least {enough} permutations."
+        )
+    enough = math.ceil(1.0 / alpha)
+    return (
+        f"No test can reach alpha = {alpha:g} with {n_permutations} permutations (the smallest "
+        f"p-value is {floor:.2g}); use at least {enough} permutations."
+    )

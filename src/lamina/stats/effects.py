@@ -185,3 +185,16 @@ def bootstrap_ci(
         )
     lo, hi = np.percentile(boot, [100 * bounds[0], 100 * bounds[1]])
     return float(lo), float(hi)
+
+
+def standardised_mean_difference(x, labels) -> float:
+    """Balance of a covariate: ``(mean_True - mean_False) / sqrt((var_True + var_False) / 2)``.
+
+    The standardised mean difference of the propensity-score literature (Austin 2009;
+    sample variances, ddof 1). NaN when the covariate is constant in both classes.
+    """
+    arr = np.asarray(x, dtype=np.float64)
+    lab = np.asarray(labels, dtype=bool)
+    spread = math.sqrt((arr[lab].var(ddof=1) + arr[~lab].var(ddof=1)) / 2.0)
+    diff = arr[lab].mean() - arr[~lab].mean()
+    return float(diff / spread) if spread > 0 else math.nan

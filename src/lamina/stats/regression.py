@@ -1,4 +1,4 @@
-"""Logistic regression of the classes on a value and controls, and its permutation score test.
+"""Logistic regression of the classes on a value and controls: the fit and the odds ratio.
 
 :func:`logistic_fit` is maximum likelihood by iteratively reweighted least
 squares (Newton's method on the Bernoulli log-likelihood with the logit link),
@@ -7,25 +7,10 @@ layer) is fitted at once with one ``einsum`` and one batched solve per
 iteration. Standard errors are ``sqrt(diag((X' W X)^-1))`` at the estimate, as
 ``statsmodels``' GLM Binomial reports them (tested to 1e-6).
 
-The norm's p-value, given the controls, is a **permutation test of the score
-statistic of the null model fitted once** (:func:`score_test`). The null model
-``y ~ controls`` is fitted once (``mu0``, weights ``w0 = mu0 (1 - mu0)``); for a
-layer's standardised log-norm ``x`` the efficient score is
-``U = x~' (y - mu0)`` with ``x~`` the ``w0``-weighted residual of ``x`` on the
-controls, its variance ``V = x~' W0 x~``, and ``T = U / sqrt(V)`` is Rao's score
-statistic (asymptotically N(0, 1): ``2 Phi(-|T|)`` is the asymptotic p-value,
-``T^2`` statsmodels' ``score_test``). Its null distribution is taken over
-labellings permuted within the strata of the controls (the conditional test's
-labellings, the same seed): for a block of labellings ``Y`` (rows x tokens) the
-statistic of every layer is one matrix product ``Y @ X~``. Why this scheme and
-not Freedman-Lane: with a binary outcome the reduced model's residuals are
-neither exchangeable (their variance is ``mu (1 - mu)``) nor outcomes a
-logistic model can be refitted to, and refitting per permutation and layer
-would cost ``m x L`` IRLS fits; the score of the null model needs one fit, and
-within-strata labellings keep the association of the classes with the
-controls, which is what makes the permutation null valid here (the linear
-adjustment in ``x~`` adds power and removes residual confounding inside a
-stratum).
+:func:`one_step_log_odds` gives Part 7's odds ratio of a log-norm given the
+controls for every layer from one fit of the controls' model (its docstring),
+with standard errors that respect the dependence of neighbouring tokens. The
+test of Part 7 is not a regression test: :mod:`lamina.stats.conditional`.
 """
 
 from __future__ import annotations
@@ -33,12 +18,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from scipy.special import expit, ndtr
+from scipy.special import expit
 
 from lamina.errors import InputError
-from lamina.stats._kernels import Kernel, evaluate
-from lamina.stats._stratified import strata_layout, stratified_labellings
-from lamina.stats.corrections import fdr_bh, holm, maxstat_pvalues, permutation_pvalues
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,112 +128,48 @@ def with_intercept(columns) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True)
-class ScoreTest:
-    """The permutation score test of every column of ``x`` given the controls.
+class OneStep:
+    """The one-step log odds ratio of every column given the controls: ``coef`` and ``se``
+    (L,), block-robust; ``null_converged``: whether the controls' model converged."""
 
-    Per column (L,): ``statistic`` (Rao's T), ``pvalue_asymptotic`` (2 Phi(-|T|)),
-    ``pvalue`` (permutation, two-sided), ``pvalue_maxstat`` (max |T| over
-    columns), ``pvalue_holm``, ``pvalue_fdr``; ``null_distribution`` (m, L);
-    ``n_permutations``, ``seed``.
+    coef: np.ndarray
+    se: np.ndarray
+    null_converged: bool
+
+
+def one_step_log_odds(x, labels, design, block_ids) -> OneStep:
+    """``labels ~ design + x[:, l]``: the log odds ratio per unit of each column, one Newton
+    step from the controls' model, with standard errors robust to dependence within blocks.
+
+    The controls' model ``labels ~ design`` (``design`` (n, p) spans the intercept) is
+    fitted once: ``mu0``, ``W0 = mu0 (1 - mu0)``. For a column ``x`` with ``x~`` its
+    ``W0``-weighted residual on the design, the efficient score is
+    ``U = x~' (y - mu0)`` and the information ``V = x~' W0 x~``; the one-step estimate
+    is ``b = U / V`` (the maximum-likelihood coefficient to first order, exact as
+    ``b -> 0``; the effects of a norm are small). Its variance is
+    ``sum_k S_k^2 / V^2`` with ``S_k`` the block sums of the estimating function
+    ``x~ (y - mu0 - W0 b x~)`` over the blocks ``block_ids`` (n,): a batch-means
+    (Newey-West-type) estimator that holds when tokens within a block are
+    dependent and blocks are nearly independent.
     """
-
-    statistic: np.ndarray
-    pvalue_asymptotic: np.ndarray
-    pvalue: np.ndarray
-    pvalue_maxstat: np.ndarray
-    pvalue_holm: np.ndarray
-    pvalue_fdr: np.ndarray
-    null_distribution: np.ndarray
-    n_permutations: int
-    seed: int
-
-
-class ScoreKernel(Kernel):
-    """Rao's score statistic of every column for a block of labellings: one matrix product.
-
-    The product runs in float32 (labels are exact; the sums' rounding, about
-    1e-5 of the statistic, is far below its spread), the rest in float64.
-    """
-
-    def __init__(self, residualised: np.ndarray, mu0: np.ndarray, variance: np.ndarray) -> None:
-        self.design = residualised.astype(np.float32)  # (n, L): x~, in the labellings' order
-        self.offset = mu0 @ residualised  # (L,)
-        self.scale = 1.0 / np.sqrt(variance)
-        self.bytes_per_row = residualised.shape[0] * 5 + residualised.shape[1] * 8 * 3
-
-    def __call__(self, block: np.ndarray) -> np.ndarray:
-        sums = (block.astype(np.float32) @ self.design).astype(np.float64)
-        return (sums - self.offset) * self.scale
-
-
-class ScoreStatistic:
-    """The null model ``labels ~ controls`` fitted once, and the score statistic of each column.
-
-    ``statistic`` (L,): Rao's T in float64; :meth:`kernel` gives the engine's
-    kernel for tokens in a given order; :meth:`result` the test from a null.
-    """
-
-    def __init__(self, x, labels, controls) -> None:
-        values = np.asarray(x, dtype=np.float64)
-        if values.ndim == 1:
-            values = values[:, None]
-        lab = np.asarray(labels, dtype=bool)
-        design = with_intercept(np.asarray(controls, dtype=np.float64).reshape(lab.size, -1))
-        self.null_fit = logistic_fit(design, lab)
-        mu0 = expit(design @ self.null_fit.coef)
-        w0 = mu0 * (1.0 - mu0)
-        # x~ = x - C (C' W C)^-1 C' W x
-        weighted = design * w0[:, None]
-        projection = np.linalg.lstsq(design.T @ weighted, weighted.T @ values, rcond=None)[0]
-        self.residualised = values - design @ projection
-        self.variance = np.einsum("nl,n,nl->l", self.residualised, w0, self.residualised)
-        if (self.variance <= 0).any():
-            raise InputError(
-                "a column is fully explained by the controls, so its score test is undefined; "
-                "drop that control."
-            )
-        self.mu0 = mu0
-        self.statistic = self.residualised.T @ (lab - mu0) / np.sqrt(self.variance)
-
-    def kernel(self, order: np.ndarray) -> ScoreKernel:
-        return ScoreKernel(self.residualised[order], self.mu0[order], self.variance)
-
-    def result(
-        self, observed: np.ndarray, null: np.ndarray, seed: int, includes_observed: bool = False
-    ) -> ScoreTest:
-        """The test from the kernel's observed values and null (the same precision);
-        ``includes_observed`` for a null of every labelling (an exact test)."""
-        exact = {"includes_observed": includes_observed}
-        pvalue = permutation_pvalues(observed, null, "two-sided", **exact)
-        return ScoreTest(
-            statistic=self.statistic,
-            pvalue_asymptotic=2.0 * ndtr(-np.abs(self.statistic)),
-            pvalue=pvalue,
-            pvalue_maxstat=maxstat_pvalues(observed, null, "two-sided", **exact),
-            pvalue_holm=holm(pvalue),
-            pvalue_fdr=fdr_bh(pvalue),
-            null_distribution=null,
-            n_permutations=int(null.shape[0]),
-            seed=int(seed),
-        )
-
-
-def score_test(
-    x, labels, controls, strata, *, n_permutations: int = 1000, seed: int = 0, progress=False
-) -> ScoreTest:
-    """Permutation test of ``labels ~ controls + x[:, l]`` vs ``labels ~ controls``, every ``l``.
-
-    ``x``: (n, L) values (standardise them for interpretable scores; the test
-    does not depend on it); ``controls``: (n, q) without intercept (one is
-    added); ``strata``: (n,) integer codes within which labels are permuted
-    (one stratum: every relabelling). The labellings are those of
-    ``permutation_test(..., strata=strata, seed=seed)``, which can also evaluate
-    this statistic on its own labellings: ``companion=ScoreStatistic(...).kernel``.
-    """
-    lab = np.asarray(labels, dtype=bool)
-    statistic = ScoreStatistic(x, lab, controls)
-    layout = strata_layout(np.asarray(strata), lab)
-    kernel = statistic.kernel(layout.order)
-    observed = kernel(lab[layout.order][None, :])[0]
-    blocks = stratified_labellings(layout, n_permutations, seed)
-    return statistic.result(observed, evaluate(kernel, blocks, n_permutations, progress), seed)
+    values = np.asarray(x, dtype=np.float64)
+    if values.ndim == 1:
+        values = values[:, None]
+    y = np.asarray(labels, dtype=np.float64)
+    d = np.asarray(design, dtype=np.float64)
+    fit = logistic_fit(d, y)
+    mu0 = expit(d @ fit.coef)
+    w0 = mu0 * (1.0 - mu0)
+    weighted = d * w0[:, None]
+    projection = np.linalg.lstsq(d.T @ weighted, weighted.T @ values, rcond=None)[0]
+    resid = values - d @ projection
+    score = resid.T @ (y - mu0)
+    info = np.einsum("nl,n,nl->l", resid, w0, resid)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        coef = score / info
+        psi = resid * ((y - mu0)[:, None] - w0[:, None] * coef[None, :] * resid)
+        ids = np.asarray(block_ids)
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        sums = np.add.reduceat(psi, starts, axis=0)
+        se = np.sqrt((sums**2).sum(axis=0)) / info
+    return OneStep(coef=coef, se=se, null_converged=bool(fit.converged[0]))
