@@ -12,7 +12,7 @@ directory:
 ``report.html``      one self-contained page
 
 Settings that make profiles incomparable (:data:`CRITICAL`: the statistic, the
-bins, the alternative, the compatibility mode, what ``correct`` means) refuse
+bins and their binning, the alternative, the compatibility mode, what ``correct`` means) refuse
 the comparison with one sentence unless ``reanalyze``; other analysis settings
 (:data:`SECONDARY`) are noted, or aligned by the re-analysis. A re-analysis
 uses the first run's settings with the run's own sites and layer, and is said
@@ -45,6 +45,7 @@ COMPARE_DIR = "compare"
 CRITICAL = (
     ("statistic_computed", "statistic"),
     ("bins", "bins"),
+    ("binning", "binning"),
     ("alternative", "alternative"),
     ("compat", "compatibility mode"),
     ("correct_definition", "definition of a correct prediction"),
@@ -78,6 +79,8 @@ def setting(params: Mapping[str, Any], key: str) -> Any:
         return params.get("bin_rule") or params.get("bins")
     if key == "correct_definition":
         return params.get(key, CORRECT_DEFINITION)
+    if key == "binning":  # runs from before robust bins used the range
+        return params.get(key, "range")
     if key == "correction_scope":
         return params.get(key, "site")
     return params.get(key)
@@ -200,6 +203,7 @@ def reanalysis_options(first: Mapping[str, Any], own: Mapping[str, Any]) -> Stud
     """The first run's analysis options with a run's own sites and layer."""
     names = {f.name for f in dataclasses.fields(StudyOptions)}
     values = {k: v for k, v in first.items() if k in names}
+    values.setdefault("binning", setting(first, "binning"))
     if values.get("compat") == "notebook" or values.get("correction") == "none":
         values.pop("correction", None)
     sites = own.get("sites") or [own["site"]]

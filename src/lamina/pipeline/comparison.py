@@ -145,6 +145,7 @@ def build_comparison(
                 "statistic_computed",
                 "bins",
                 "bin_rule",
+                "binning",
                 "alternative",
                 "correction",
                 "alpha",

@@ -45,6 +45,7 @@ class Kernel:
 class HistogramKernel(Kernel):
     """JS or KL of the two groups' histograms on each column's pooled edges, from exact counts.
 
+    ``robust_bins``: robust edges for a bin count (:mod:`lamina.stats.histograms`).
     Blocks may be :class:`~lamina.stats._labellings.StreamedBlock` s (``streams``):
     the counts are summed over ranges of tokens.
     """
@@ -61,9 +62,10 @@ class HistogramKernel(Kernel):
         base_divisor: float,
         backend: str,
         n_permutations: int,
+        robust_bins: bool = False,
     ) -> None:
         n = values.shape[0]
-        self.edges, self.n_bins, index, self.pooled = bin_columns(values, bins)
+        self.edges, self.n_bins, index, self.pooled = bin_columns(values, bins, robust_bins)
         total_bins = int(self.n_bins.sum())
         # per labelling: its labels as float32 operand for one tile of tokens, and
         # about ten int64 / float64 values per bin (counts, both groups, the terms)
@@ -112,16 +114,19 @@ class HistogramKernel(Kernel):
 
 
 def bin_columns(
-    values: np.ndarray, bins: int | str
+    values: np.ndarray, bins: int | str, robust_bins: bool = False
 ) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray]:
     """Each column's pooled edges, bin counts, every token's bin and the pooled counts.
 
     Returns ``(edges, n_bins (L,), index (n, L) uint8 or uint16, pooled (sum n_bins,))``;
     tokens are binned :data:`BIN_CHUNK` at a time, so memory beyond the index
-    does not grow with n (a bin rule other than a count reads a column at once).
+    does not grow with n (a bin rule other than a count, or ``robust_bins``
+    with a count, reads a column at once). ``robust_bins``: robust edges for a
+    bin count (:mod:`lamina.stats.histograms`); a column may then have up to 2
+    bins fewer than ``bins``.
     """
     n, n_cols = values.shape
-    edges = tuple(edges_of(values[:, j], bins) for j in range(n_cols))
+    edges = tuple(edges_of(values[:, j], bins, robust_bins) for j in range(n_cols))
     n_bins = np.array([e.size - 1 for e in edges], dtype=np.int64)
     index = np.empty((n, n_cols), dtype=np.uint8 if n_bins.max() <= 256 else np.uint16)
     pooled = [np.zeros(b, dtype=np.int64) for b in n_bins]

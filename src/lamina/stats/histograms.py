@@ -1,4 +1,4 @@
-"""Equal-width histograms: bin edges from a count or a rule, and shared edges for two groups.
+"""Histograms: bin edges from a count or a rule, and shared edges for two groups.
 
 Conventions (one place for them):
 
@@ -8,6 +8,19 @@ Conventions (one place for them):
   right edge: numpy's convention (:func:`numpy.histogram`).
 * Two groups are compared on edges computed from their pooled data, so both
   histograms have the same support and every value falls in a bin.
+* Range edges (``robust=False``, the default): ``bins`` equal-width bins over
+  ``[min, max]``, as numpy and the reference notebook do.
+* Robust edges (``robust=True``; an integer count only, a rule keeps its own
+  edges): ``bins - 2`` equal-width inner bins over the central quantile range
+  ``[q(tail), q(1 - tail)]`` (:data:`ROBUST_TAIL`, quantiles by numpy's default
+  linear interpolation), plus two open end bins ``[min, q(tail))`` and
+  ``[q(1 - tail), max]`` that hold whatever lies beyond it, so one extreme
+  value (a massive activation) cannot squeeze every other value into a few
+  bins. An end bin of zero width (``min == q(tail)`` or ``max == q(1 - tail)``)
+  is dropped, so edges are strictly increasing and there may be ``bins - 1``
+  or ``bins - 2`` bins. Where that would leave fewer than 2 bins, the central
+  range is empty (``q(tail) == q(1 - tail)``) or ``bins < 3`` (no inner bin),
+  the edges are the range edges. Every value still falls in a bin.
 """
 
 from __future__ import annotations
@@ -25,6 +38,9 @@ MAX_BINS = 10_000
 
 #: Knuth's rule searches bin counts 2..KNUTH_MAX_BINS by default.
 KNUTH_MAX_BINS = 1000
+
+#: Robust edges: the fraction of the pooled values at each end beyond the central range.
+ROBUST_TAIL = 0.005
 
 
 def knuth_log_posterior(values, n_bins) -> np.ndarray:
@@ -75,21 +91,26 @@ def knuth_bin_count(values, *, max_bins: int = KNUTH_MAX_BINS) -> int:
     return int(candidates[int(np.argmax(logp))])
 
 
-def bin_edges(values, bins: int | str = 30) -> np.ndarray:
-    """Equal-width bin edges for 1-D ``values``.
+def bin_edges(values, bins: int | str = 30, robust: bool = False) -> np.ndarray:
+    """Bin edges for 1-D ``values``.
 
     ``bins``: a number of BINS (>= 2; the result has ``bins + 1`` edges), one of
     numpy's rules (``'auto'``, ``'fd'``, ``'doane'``, ``'scott'``, ``'stone'``,
     ``'rice'``, ``'sturges'``, ``'sqrt'``) or ``'knuth'``
     (:func:`knuth_bin_count`). The edges span ``[min, max]`` of the values; if
     all values are equal the range is widened to ``[v - 0.5, v + 0.5]`` as numpy
-    does. Returns float64 edges, shape ``(n_bins + 1,)``.
+    does. ``robust``: for a bin count, equal-width inner bins over the central
+    quantile range and two open end bins (module docstring; up to 2 bins fewer);
+    a rule ignores it. Returns float64 edges, shape ``(n_bins + 1,)``.
     """
-    return edges_of(as_finite_1d(values, "values", min_size=1), bins)
+    return edges_of(as_finite_1d(values, "values", min_size=1), bins, robust)
 
 
-def edges_of(x: np.ndarray, bins: int | str) -> np.ndarray:
-    """:func:`bin_edges` of 1-D float64 values already known to be finite (no copy for a count)."""
+def edges_of(x: np.ndarray, bins: int | str, robust: bool = False) -> np.ndarray:
+    """:func:`bin_edges` of 1-D float64 values already known to be finite.
+
+    No copy for a count with ``robust=False``; robust edges read a copy (the quantiles).
+    """
     if isinstance(bins, str):
         rule = bins.lower()
         if rule == "knuth":
@@ -110,15 +131,36 @@ def edges_of(x: np.ndarray, bins: int | str) -> np.ndarray:
         n_bins = check_bin_count(bins)
         if n_bins > MAX_BINS:
             raise InputError(f"bins={n_bins} is more than {MAX_BINS}; pass a smaller bin count.")
+        if robust:
+            edges = _robust_edges(x, n_bins, ROBUST_TAIL)
+            if edges is not None:
+                return edges
     lo, hi = _range(x)
     return np.linspace(lo, hi, n_bins + 1)
 
 
-def shared_edges(a, b, bins: int | str = 30) -> np.ndarray:
+def shared_edges(a, b, bins: int | str = 30, robust: bool = False) -> np.ndarray:
     """Bin edges computed from the pooled data of two groups (see :func:`bin_edges`)."""
     a = as_finite_1d(a, "a", min_size=1)
     b = as_finite_1d(b, "b", min_size=1)
-    return bin_edges(np.concatenate((a, b)), bins)
+    return bin_edges(np.concatenate((a, b)), bins, robust)
+
+
+def outlier_spread(x, tail: float = ROBUST_TAIL) -> float:
+    """The fraction of the range ``[min, max]`` of 1-D ``x`` outside ``[q(tail), q(1 - tail)]``.
+
+    ``1 - (q(1 - tail) - q(tail)) / (max - min)``: 0 when nothing lies beyond the
+    central quantile range (or all values are equal), near 1 when a few values
+    (a share ``2 tail`` of them at most) span most of the range, which is when
+    equal-width bins over ``[min, max]`` put nearly every value in a few bins.
+    """
+    x = as_finite_1d(x, "x", min_size=1)
+    tail = _check_tail(tail)
+    lo, hi = float(x.min()), float(x.max())
+    if hi == lo:
+        return 0.0
+    q_lo, q_hi = np.quantile(x, [tail, 1.0 - tail])
+    return float(min(1.0, max(0.0, 1.0 - (float(q_hi) - float(q_lo)) / (hi - lo))))
 
 
 def bin_indices(values, edges) -> np.ndarray:
@@ -155,3 +197,28 @@ def _range(x: np.ndarray) -> tuple[float, float]:
     if lo == hi:
         lo, hi = lo - 0.5, hi + 0.5
     return lo, hi
+
+
+def _robust_edges(x: np.ndarray, n_bins: int, tail: float) -> np.ndarray | None:
+    """Robust edges (module docstring), or None where the range edges apply instead."""
+    if n_bins < 3:
+        return None
+    q_lo, q_hi = (float(q) for q in np.quantile(x, [tail, 1.0 - tail]))
+    if not q_lo < q_hi:
+        return None
+    lo, hi = float(x.min()), float(x.max())
+    inner = np.linspace(q_lo, q_hi, n_bins - 1)
+    edges = np.concatenate(([lo] if lo < q_lo else [], inner, [hi] if hi > q_hi else []))
+    if edges.size < 3 or not (np.diff(edges) > 0).all():
+        return None
+    return edges
+
+
+def _check_tail(tail) -> float:
+    try:
+        tail = float(tail)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"tail={tail!r} is not a number; pass a fraction in [0, 0.5).") from exc
+    if not 0.0 <= tail < 0.5:
+        raise InputError(f"tail={tail} is outside [0, 0.5); pass a fraction such as 0.005.")
+    return tail

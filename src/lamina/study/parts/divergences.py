@@ -30,7 +30,8 @@ def divergences(
     if options.notebook:
         sweep = notebook.sweep(x[labels], x[~labels], lo, hi)
     else:
-        sweep = js_sweep(x, labels, list(range(lo, hi + 1)), m, options.seed)
+        bin_counts = list(range(lo, hi + 1))
+        sweep = js_sweep(x, labels, bin_counts, m, options.seed, robust=options.robust_bins)
     return Divergences(
         layer=options.layer,
         at_bins=at_bins(x, labels, options, edges),
@@ -87,7 +88,13 @@ def binless_estimator(
 
 
 def js_sweep(
-    x: np.ndarray, labels: np.ndarray, bin_counts: list[int], n_permutations: int, seed: int
+    x: np.ndarray,
+    labels: np.ndarray,
+    bin_counts: list[int],
+    n_permutations: int,
+    seed: int,
+    *,
+    robust: bool = False,
 ) -> BinSweep:
     """JS divergence at every bin count, each with its permutation null, in one test.
 
@@ -98,10 +105,12 @@ def js_sweep(
     ``(b - 1) / B`` is below 1), and the extra bins stay empty, which adds
     nothing to JS. One permutation test of all the code columns with ``B`` bins
     therefore gives the JS of every bin count, under the same labellings.
+    ``robust``: each count's edges are the robust ones (:mod:`lamina.stats.histograms`;
+    up to 2 bins fewer than the count); the codes' own bins stay equal-width.
     """
     codes = np.empty((x.size, len(bin_counts)), dtype=np.float64)
     for j, b in enumerate(bin_counts):
-        codes[:, j] = bin_indices(x, bin_edges(x, b))
+        codes[:, j] = bin_indices(x, bin_edges(x, b, robust=robust))
     result = permutation_test(
         codes,
         labels,
