@@ -10,6 +10,7 @@ import pytest
 import scipy.spatial.distance
 import scipy.stats
 
+from binning import robust_edges
 from lamina.errors import InputError
 from lamina.report.summary import layers_csv
 from lamina.study import StudyOptions, StudyResult, analyze_table
@@ -52,7 +53,7 @@ def test_part3_histograms_and_normalisations(synthetic):
     correct, log_norms, _, result = synthetic
     p3 = result.to_dict()["part3"]
     v = log_norms[:, 1]
-    edges = np.linspace(v.min(), v.max(), OPTIONS.bins + 1)
+    edges = robust_edges(v, OPTIONS.bins)  # the default binning
     np.testing.assert_allclose(p3["edges"], edges, rtol=1e-12)
     np.testing.assert_array_equal(p3["counts_correct"], np.histogram(v[correct], edges)[0])
     np.testing.assert_array_equal(p3["counts_incorrect"], np.histogram(v[~correct], edges)[0])
@@ -70,7 +71,7 @@ def test_part4_divergences_against_scipy(synthetic):
     correct, log_norms, _, result = synthetic
     p4 = result.to_dict()["part4"]
     v = log_norms[:, 1]
-    edges = np.linspace(v.min(), v.max(), 31)
+    edges = robust_edges(v, 30)  # the default binning
     pc, pi = np.histogram(v[correct], edges)[0], np.histogram(v[~correct], edges)[0]
     half = OPTIONS.kl_pseudocount
     kl_ci = scipy.stats.entropy(pc + half, pi + half)
@@ -84,7 +85,7 @@ def test_part4_divergences_against_scipy(synthetic):
     sweep = p4["js_sweep"]
     assert sweep["bins"] == list(range(5, 13))
     for b, value in zip(sweep["bins"], sweep["js_nats"], strict=True):
-        e = np.linspace(v.min(), v.max(), b + 1)
+        e = robust_edges(v, b)
         expected = scipy.spatial.distance.jensenshannon(
             np.histogram(v[correct], e)[0], np.histogram(v[~correct], e)[0]
         )
@@ -109,8 +110,10 @@ def test_part5_pvalue_is_b_plus_one_over_m_plus_one(synthetic):
     assert null.size == 199
     assert p5["n_null_at_least_observed"] == b
     assert p5["pvalue"] == pytest.approx((b + 1) / 200)
-    # the shifted layer: nothing in the null reaches the observed JS
-    assert p5["pvalue"] == pytest.approx(1 / 200)
+    # the shifted layer: nothing in the null reaches the observed JS but the identity shift,
+    # which a uniform draw of shifts (300 of them here) may include
+    assert p5["pvalue"] <= 2 / 200
+    assert b == int((np.abs(null - p5["statistic"]) == 0).sum())
 
 
 def test_part6_rows_against_numpy_and_scipy(synthetic):

@@ -18,6 +18,7 @@ import pytest
 import scipy.spatial.distance
 import scipy.stats
 
+from binning import robust_edges
 from lamina.cli import main
 from lamina.report.figures import DPI, FIGURE_NAMES, FIGURE_SIZES
 from study.token_tables import save_tiny_gpt2, tiny_study_text
@@ -88,7 +89,7 @@ def test_results_match_the_table_recomputed_here(tiny):
         c, i = log_norms[correct, k], log_norms[~correct, k]
         assert row["mean_log_norm_correct"] == pytest.approx(c.mean(), rel=1e-12)
         assert row["difference"] == pytest.approx(c.mean() - i.mean(), rel=1e-9, abs=1e-12)
-        edges = np.linspace(log_norms[:, k].min(), log_norms[:, k].max(), 31)
+        edges = robust_edges(log_norms[:, k], 30)  # the default binning
         js = scipy.spatial.distance.jensenshannon(
             np.histogram(c, edges)[0], np.histogram(i, edges)[0]
         )

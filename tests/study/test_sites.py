@@ -64,7 +64,9 @@ def test_heads_equal_a_direct_recomputation(table, result):
     assert [(r.layer, r.head) for r in heads.rows] == [(la, h) for la in range(4) for h in range(3)]
     values = np.log(_head_matrix(table))
     labels = table.column("correct").to_numpy()
-    perm = permutation_test(values, labels, statistic="js", bins=30, n_permutations=199, seed=0)
+    perm = permutation_test(
+        values, labels, statistic="js", bins=30, robust_bins=True, n_permutations=199, seed=0
+    )
     for j, row in enumerate(heads.rows):
         c, i = values[labels, j], values[~labels, j]
         assert row.statistic == pytest.approx(float(perm.statistic[j]), rel=1e-12)
@@ -105,7 +107,9 @@ def test_run_wide_corrections_recomputed(table, result):
         for site in ("attn_out", "mlp_out", "resid_post")
     ]
     every = np.log(np.hstack([*blocks, _head_matrix(table)]).astype(np.float64))
-    joint = permutation_test(every, labels, statistic="js", bins=30, n_permutations=199, seed=0)
+    joint = permutation_test(
+        every, labels, statistic="js", bins=30, robust_bins=True, n_permutations=199, seed=0
+    )
     np.testing.assert_allclose(
         [r.pvalue_maxstat_run for r in rows], joint.pvalue_maxstat, rtol=1e-12
     )
@@ -258,7 +262,9 @@ def test_cluster_mass_runs_over_each_sites_and_each_heads_layers(table):
             names = [f"{profile.site}.{la}" for la in range(4)]
             x = np.log(np.column_stack([table.column(n).to_numpy() for n in names]).astype(float))
             runs = [np.arange(4)]
-        perm = permutation_test(x, labels, statistic="js", bins=30, n_permutations=199, seed=0)
+        perm = permutation_test(
+            x, labels, statistic="js", bins=30, robust_bins=True, n_permutations=199, seed=0
+        )
         site_p = cluster_pvalues(perm.statistic, perm.null_distribution, "greater", segments=runs)
         np.testing.assert_allclose([r.pvalue_cluster for r in profile.rows], site_p)
         observed.append(perm.statistic)

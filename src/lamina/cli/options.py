@@ -14,12 +14,14 @@ from lamina.capture.sites import SITES
 from lamina.sources import DEFAULT_MODEL, DEFAULT_TEXT
 from lamina.stats.catalog import ALTERNATIVES, BIN_RULES, CORRECTIONS, STATISTICS
 from lamina.study.options import (
+    BINNINGS,
     COMPAT_ALIASES,
     COMPAT_MODES,
     CONTROL_NAMES,
     CORRECTION_SCOPES,
     EXCLUDABLE,
     PERMUTE_WITHIN,
+    SCHEMES,
     StudyOptions,
     WindowOptions,
 )
@@ -290,15 +292,7 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
         default=d.layer,
         help=f"the layer of the single-layer Parts 3-5 (default: {d.layer})",
     )
-    g.add_argument(
-        "--bins", type=int, default=d.bins, help=f"number of histogram bins (default: {d.bins})"
-    )
-    g.add_argument(
-        "--bin-rule",
-        default=None,
-        metavar="RULE",
-        help=f"a bin-count rule instead of --bins: {', '.join(BIN_RULES)}",
-    )
+    _add_bin_args(g, d)
     g.add_argument(
         "--statistic",
         default=d.statistic,
@@ -357,6 +351,27 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
     add_controls_args(p)
 
 
+def _add_bin_args(g: Any, d: StudyOptions) -> None:
+    g.add_argument(
+        "--bins", type=int, default=d.bins, help=f"number of histogram bins (default: {d.bins})"
+    )
+    g.add_argument(
+        "--bin-rule",
+        default=None,
+        metavar="RULE",
+        help=f"a bin-count rule instead of --bins: {', '.join(BIN_RULES)}",
+    )
+    g.add_argument(
+        "--binning",
+        choices=BINNINGS,
+        default=d.binning,
+        help="how --bins lays out its bins: robust = equal-width bins over the central 99%% of "
+        "the pooled log-norms with two open end bins, so one outlier cannot collapse the "
+        "histogram; range = equal-width over [min, max] as the reference notebook did "
+        f"(default: {d.binning}; --compat notebook always uses range)",
+    )
+
+
 def _add_sites_analysis_args(g: Any, d: StudyOptions) -> None:
     """``--sites`` and ``--correction-scope``: the sites analysed besides ``--site``."""
     g.add_argument(
@@ -407,26 +422,27 @@ def add_controls_args(p: argparse.ArgumentParser) -> None:
         f"Part 7 off (default: {','.join(d.controls)})",
     )
     g.add_argument(
-        "--strata-bins",
-        type=int,
-        default=d.strata_bins,
-        metavar="B",
-        help=f"quantile bins per control for the conditional test (default: {d.strata_bins})",
+        "--scheme",
+        choices=SCHEMES,
+        default=d.scheme,
+        help="how the tests of Parts 5-7 draw their null: shift (circular shifts of the labels "
+        "within each window, keeping the serial dependence of text) or exchangeable "
+        f"(permutations: assumes independent tokens) (default: {d.scheme})",
     )
     g.add_argument(
         "--permute-within",
         choices=PERMUTE_WITHIN,
         default=d.permute_within,
-        help="also keep Part 7's permutations within documents or windows "
-        f"(default: {d.permute_within})",
+        help="the series the null's labellings stay within; auto: windows for shift, every "
+        f"token for exchangeable (default: {d.permute_within})",
     )
     g.add_argument(
         "--min-effect",
         type=float,
         default=d.min_effect,
         metavar="G",
-        help="|Hedges' g| below which a significant layer is called negligible "
-        f"(default: {d.min_effect})",
+        help="a layer whose controlled Hedges' g has its whole 95%% interval within +/- G is "
+        f"called negligible (default: {d.min_effect})",
     )
     g.add_argument(
         "--exclude",
@@ -443,6 +459,7 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
         layer=args.layer,
         bins=args.bins,
         bin_rule=args.bin_rule,
+        binning=args.binning,
         statistic=args.statistic,
         permutations=args.permutations,
         diagnostic_permutations=args.diagnostic_permutations,
@@ -455,7 +472,7 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
         sites=analysis_sites(args.analysis_sites),
         correction_scope=args.correction_scope,
         controls=args.controls,
-        strata_bins=args.strata_bins,
+        scheme=args.scheme,
         permute_within=args.permute_within,
         min_effect=args.min_effect,
         exclude=args.exclude,

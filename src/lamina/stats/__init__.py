@@ -8,12 +8,17 @@ are in nats, or bits with ``base=2``; ``kl_divergence(p, q)`` is KL(p || q).
 Effect sizes (:mod:`~lamina.stats.effects`) measure the first group relative to
 the second. The permutation engine (:mod:`~lamina.stats.permutation`) tests
 every column (layer) at once with labellings shared by all columns; p-value
-conventions and corrections live in :mod:`~lamina.stats.corrections`. Tests
-conditional on control covariates: strata (:mod:`~lamina.stats.strata`;
-``permutation_test(..., strata=...)``), logistic regression and its
-permutation score test (:mod:`~lamina.stats.regression`), cross-validated
-AUROC gain (:mod:`~lamina.stats.discrimination`), cluster-mass correction over
-adjacent layers (:mod:`~lamina.stats.clusters`).
+conventions and corrections live in :mod:`~lamina.stats.corrections`. Serial
+dependence: circular-shift labellings (:mod:`~lamina.stats.shifts`;
+``permutation_test(..., shift_within=...)``), autocorrelation and block length
+(:mod:`~lamina.stats.dependence`), the block bootstrap
+(:mod:`~lamina.stats.resampling`). Tests conditional on control covariates: a
+flexible basis (:mod:`~lamina.stats.adjustment`) and the generalised covariance
+measure with a shift null (:mod:`~lamina.stats.conditional`); the odds ratio
+(:mod:`~lamina.stats.regression`); out-of-fold AUROC and log-loss gain
+(:mod:`~lamina.stats.discrimination`); cluster-mass correction over adjacent
+layers (:mod:`~lamina.stats.clusters`); synthetic tables for calibration
+(:mod:`~lamina.stats.simulation`).
 
 Labels: True = correct = the first group P; Q = the incorrect tokens.
 
@@ -54,19 +59,25 @@ _EXPORTS = {
     "bin_indices": ".histograms",
     "histogram_counts": ".histograms",
     "knuth_bin_count": ".histograms",
+    "outlier_spread": ".histograms",
     "shared_edges": ".histograms",
     "PermutationResult": ".permutation",
     "permutation_test": ".permutation",
     "cluster_pvalues": ".clusters",
-    "added_auroc": ".discrimination",
+    "out_of_fold": ".discrimination",
     "logistic_fit": ".regression",
-    "score_test": ".regression",
-    "ScoreStatistic": ".regression",
-    "adjust_within_strata": ".strata",
-    "make_strata": ".strata",
-    "quantile_bins": ".strata",
-    "standardised_mean_difference": ".strata",
-    "stratified_hedges_g": ".strata",
+    "one_step_log_odds": ".regression",
+    "standardised_mean_difference": ".effects",
+    "control_basis": ".adjustment",
+    "residualise": ".conditional",
+    "conditional_test": ".conditional",
+    "controlled_effects": ".conditional",
+    "shift_layout": ".shifts",
+    "autocorrelation": ".dependence",
+    "effective_tokens": ".dependence",
+    "block_length": ".dependence",
+    "make_blocks": ".resampling",
+    "simulate_table": ".simulation",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -21,7 +21,9 @@ class PermutationResult:
     Holm family-wise, ``pvalue_fdr`` (L,) Benjamini-Hochberg. Divergences are
     in nats, or in units of ``log(base)``. ``backend`` names where the counts
     ran (:mod:`lamina.backends`) and ``backend_reason`` says why, in a sentence
-    without timings. ``companion_statistic`` and ``companion_null``: a
+    without timings. ``binning``: ``'robust'`` when a histogram statistic's
+    edges were the robust ones (``robust_bins=True`` with a bin count), else
+    ``'range'``. ``companion_statistic`` and ``companion_null``: a
     companion kernel's values on the same labellings
     (``permutation_test(..., companion=...)``), else None.
     """
@@ -44,11 +46,13 @@ class PermutationResult:
     n_false: int = 0
     n_bins: np.ndarray | None = None
     edges: tuple[np.ndarray, ...] | None = field(default=None, repr=False)
+    binning: str = "range"
     pseudocount: float = 0.0
     k: int | None = None
     backend: str = "numpy"
     pvalue_rule: str = "(b + 1) / (m + 1)"
     backend_reason: str = ""
+    scheme: str = "exchangeable"
     companion_statistic: np.ndarray | None = field(default=None, repr=False)
     companion_null: np.ndarray | None = field(default=None, repr=False)
 
@@ -62,12 +66,14 @@ class PermutationResult:
             "exact": self.exact,
             "seed": self.seed,
             "bins": self.bins,
+            "binning": self.binning,
             "base": self.base,
             "pseudocount": self.pseudocount,
             "k": self.k,
             "backend": self.backend,
             "backend_reason": self.backend_reason,
             "pvalue_rule": self.pvalue_rule,
+            "scheme": self.scheme,
             "n_true": self.n_true,
             "n_false": self.n_false,
             "n_bins": None if self.n_bins is None else [int(b) for b in self.n_bins],

@@ -43,7 +43,7 @@ import numpy as np
 from lamina.errors import InputError
 from lamina.stats.adjustment import ControlBasis, local_scale
 from lamina.stats.corrections import fdr_bh, holm, maxstat_pvalues, permutation_pvalues
-from lamina.stats.resampling import Blocks, percentile_interval, resampled_sums
+from lamina.stats.resampling import Blocks, bootstrap_interval, resampled_sums
 from lamina.stats.shifts import (
     ShiftLayout,
     apply_shifts,
@@ -214,8 +214,61 @@ def controlled_effects(
     )
     return ControlledEffects(
         difference=d,
-        difference_ci=percentile_interval(d_b),
+        difference_ci=bootstrap_interval(d, d_b, blocks.n_blocks),
         hedges_g=g,
-        hedges_g_ci=percentile_interval(g_b),
+        hedges_g_ci=bootstrap_interval(g, g_b, blocks.n_blocks),
         n_bootstrap=int(n_bootstrap),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class PartialAssociation:
+    """Everything Part 7 computes from the arrays: the series ``layout`` (its ``order`` puts
+    tokens in series order, the order of every array here), the controls' ``basis``, the
+    ``residuals``, the ``test``, the bootstrap ``blocks`` and the controlled ``effects``."""
+
+    layout: ShiftLayout
+    basis: ControlBasis
+    residuals: Residuals
+    test: ConditionalTest
+    blocks: Blocks
+    effects: ControlledEffects
+
+
+def partial_association(
+    values,
+    labels,
+    controls,
+    series=None,
+    *,
+    n_permutations: int = 1000,
+    seed: int = 0,
+    scheme: str = "shift",
+    n_bootstrap: int = 1000,
+) -> PartialAssociation:
+    """The conditional test and the controlled effects of every column of ``values``.
+
+    Table order in: ``values`` (n, L), ``labels`` (n,) bool, ``controls`` name ->
+    (n,) values, ``series`` (n,) integer codes of the windows or documents (None:
+    one series; rows in text order within a series). The bootstrap's block length
+    is :func:`lamina.stats.dependence.block_length` of the residuals' products,
+    at most n / 20.
+    """
+    from lamina.stats.adjustment import control_basis
+    from lamina.stats.dependence import block_length
+    from lamina.stats.resampling import make_blocks
+    from lamina.stats.shifts import shift_layout
+
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    lab = np.asarray(labels, dtype=bool)
+    layout = shift_layout(series, lab.size)
+    order = layout.order
+    basis = control_basis({k: np.asarray(v)[order] for k, v in controls.items()}, lab.size)
+    res = residualise(x[order], lab[order], basis)
+    test = conditional_test(res, layout, n_permutations=n_permutations, seed=seed, scheme=scheme)
+    length = min(block_length(res.rx * res.ry[:, None], layout), max(1, lab.size // 20))
+    blocks = make_blocks(layout, length)
+    effects = controlled_effects(res, blocks, n_bootstrap=n_bootstrap, seed=seed + 1)
+    return PartialAssociation(layout, basis, res, test, blocks, effects)

@@ -24,7 +24,7 @@ interval is conservative under the null.
 
 Intervals: block bootstrap (:mod:`lamina.stats.resampling`) of the per-token
 terms: the gain's terms, and for the AUROC DeLong's placement values (its
-Hajek projection), summed per block; percentile intervals.
+Hajek projection), summed per block; the bootstrap SE with Student's quantile.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import scipy.stats
 from scipy.special import expit, log_expit
 
 from lamina.stats.regression import logistic_fit
-from lamina.stats.resampling import Blocks, percentile_interval, resampled_sums
+from lamina.stats.resampling import Blocks, bootstrap_interval, resampled_sums
 
 #: Newton steps stop below this relative step: the fits only score held-out tokens.
 CV_TOLERANCE = 1e-7
@@ -108,14 +108,14 @@ def out_of_fold(
             + boot[:, n_cols + k : n_cols + 2 * k] / boot[:, -1:]
             - observed_auc
         )
-    auc_ci = percentile_interval(auc_b)
+    auc_ci = bootstrap_interval(observed_auc, auc_b, blocks.n_blocks)
     return OutOfFold(
         auroc_controls=float(observed_auc[0]),
         auroc_controls_ci=auc_ci[0],
         auroc_full=observed_auc[1:],
         auroc_full_ci=auc_ci[1:],
         logloss_gain=gain_terms.mean(axis=0),
-        logloss_gain_ci=percentile_interval(gain_b),
+        logloss_gain_ci=bootstrap_interval(gain_terms.mean(axis=0), gain_b, blocks.n_blocks),
         folds=FOLDS,
         n_bootstrap=int(n_bootstrap),
     )

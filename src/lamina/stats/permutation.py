@@ -63,7 +63,8 @@ bytes, and the labels) a test holds
 
 :func:`working_bytes` adds these budgets up; ``tests/stats/test_memory.py``
 checks the peak with tracemalloc on 3 million tokens. Binning with a rule
-(``bins='fd'`` etc., not a count) reads a copy of a column. The other
+(``bins='fd'`` etc., not a count) or robust bins (``robust_bins=True``: the
+quantiles) reads a copy of a column. The other
 statistics keep per-token arrays of their own (``8-24 n L`` bytes: centred
 values, ranks, sort orders) and evaluate whole labellings (a block of 64 of
 them, ``64 n`` bytes, above 2^21 tokens).
@@ -119,6 +120,13 @@ from lamina.stats.corrections import (
     maxstat_pvalues,
     permutation_pvalues,
 )
+from lamina.stats.shifts import (
+    ShiftLayout,
+    exact_shifts,
+    random_shifts,
+    shift_labellings,
+    shift_layout,
+)
 
 __all__ = ["EXACT_LIMIT", "WORKING_BYTES", "PermutationResult", "permutation_test"]
 
@@ -143,6 +151,7 @@ def permutation_test(
     *,
     statistic: str = "js",
     bins: int | str = 30,
+    robust_bins: bool = False,
     n_permutations: int = 1000,
     alternative: str = "greater",
     seed: int = 0,
@@ -154,6 +163,7 @@ def permutation_test(
     backend: str = "auto",
     progress: bool = False,
     strata=None,
+    shift_within=None,
     companion=None,
 ) -> PermutationResult:
     """Permutation test of a two-group statistic in every column of ``values`` at once.
@@ -168,7 +178,11 @@ def permutation_test(
     ``'hedges_g'``, ``'auroc'`` (P relative to Q; ``'greater'``, ``'less'`` or
     ``'two-sided'`` about 0, 0 and 1/2). ``bins``: number of BINS per column or
     a rule (:func:`lamina.stats.bin_edges`), edges from each column's pooled
-    data. ``pseudocount``: added to every bin's count for ``'kl'`` /
+    data. ``robust_bins``: for a bin count, equal-width inner bins over each
+    column's central 99% and two open end bins (:mod:`lamina.stats.histograms`;
+    up to 2 bins fewer), else equal-width over ``[min, max]``; the result's
+    ``binning`` says which (``'robust'`` or ``'range'``); a rule, the other
+    statistics and ``compat='notebook'`` ignore it. ``pseudocount``: added to every bin's count for ``'kl'`` /
     ``'kl_reverse'`` (0: KL is inf where a bin is empty in one group only).
     ``base``: None (nats) or 2 (bits), divergences only.
 
@@ -179,11 +193,11 @@ def permutation_test(
     its fresh per-layer permutations from ``RandomState(seed)`` and its p-value
     ``#(null > observed) / m``; ``pvalue_maxstat`` is then NaN.
     ``backend``: how histogram counts are multiplied (module docstring).
-    ``strata``: None (every relabelling) or one integer code per row: labels are
-    then permuted only within each stratum, so every labelling keeps each
-    stratum's group sizes (a conditional test; :mod:`lamina.stats._stratified`);
-    the exact test enumerates the product of the strata's labellings. Without
-    strata the labellings are exactly those of earlier versions.
+    ``strata``: one integer code per row: labels permuted only within each
+    stratum (:mod:`lamina.stats._stratified`). ``shift_within``: one series code
+    per row (rows in text order within a series): labels circularly shifted
+    within each series, which keeps serial dependence (:mod:`lamina.stats.shifts`).
+    The exact test enumerates the product of the strata's labellings or shifts.
     ``companion``: None, or a callable ``order -> kernel`` (see
     :mod:`lamina.stats._kernels`) of a second statistic evaluated on the same
     labellings, with its per-token arrays indexed by ``order`` (the tokens'
@@ -200,19 +214,31 @@ def permutation_test(
         args = (statistic, bins, n_permutations, alternative, seed, base, exact)
         return notebook_permutation_test(matrix, lab, *args, backend, progress)
     pseudocount, k = _check_statistic_options(statistic, alternative, base, pseudocount, k)
-    layout = None
-    if strata is not None:
-        # The kernels see the tokens in stratum order; no statistic depends on token order.
-        layout = strata_layout(strata, lab)
-        matrix, lab = matrix[layout.order], lab[layout.order]
+    # The kernels see the tokens in stratum (series) order; no statistic depends on it.
+    layout, matrix, lab = _layout(strata, shift_within, matrix, lab)
     kernel, record = _make_kernel(
-        matrix, lab, statistic, bins, pseudocount, base, k, backend, n_permutations
+        matrix, lab, statistic, bins, pseudocount, base, k, backend, n_permutations, robust_bins
     )
     record.update(statistic_name=statistic, alternative=alternative, seed=seed)
     if companion is not None:
-        order = np.arange(lab.size) if layout is None else layout.order
-        kernel = PairKernel(kernel, companion(order))
+        kernel = PairKernel(
+            kernel, companion(np.arange(lab.size) if layout is None else layout.order)
+        )
     return _test(kernel, lab, n_permutations, exact, progress, record, layout)
+
+
+def _layout(strata, shift_within, matrix: np.ndarray, lab: np.ndarray):
+    """The layout of stratified or shifted labellings (None: exchangeable), and the values
+    and labels in its order."""
+    if strata is not None and shift_within is not None:
+        raise InputError("pass strata or shift_within, not both.")
+    if strata is not None:
+        layout = strata_layout(strata, lab)
+    elif shift_within is not None:
+        layout = shift_layout(shift_within, lab.size)
+    else:
+        return None, matrix, lab
+    return layout, matrix[layout.order], lab[layout.order]
 
 
 def _check_mode(compat: str | None, alternative: str, backend: str) -> str:
@@ -236,8 +262,20 @@ def _test(
 ) -> PermutationResult:
     """The observed statistic, its null over the labellings, and the p-values."""
     n, n_true = lab.size, int(lab.sum())
-    use_exact, n_labellings = _use_exact(n, n_true, n_permutations, exact, layout)
     observed = kernel(lab[None, :])[0]
+    if isinstance(layout, ShiftLayout):
+        use_exact, n_labellings = _use_exact_shifts(layout, n_permutations, exact)
+        shifts = (
+            exact_shifts(layout)
+            if use_exact
+            else random_shifts(layout, n_permutations, record["seed"])
+        )
+        total = n_labellings if use_exact else n_permutations
+        null = evaluate(kernel, shift_labellings(layout, lab, shifts), total, progress)
+        record["scheme"] = "circular shifts"
+        return _finish(kernel, lab, observed, null, use_exact, record)
+    use_exact, n_labellings = _use_exact(n, n_true, n_permutations, exact, layout)
+    record["scheme"] = "exchangeable" if layout is None else "exchangeable within strata"
     if use_exact:
         every = (
             exact_labellings(n, n_true) if layout is None else exact_stratified_labellings(layout)
@@ -249,6 +287,12 @@ def _test(
         else:
             labellings = stratified_labellings(layout, n_permutations, record["seed"])
         null = evaluate(kernel, labellings, n_permutations, progress)
+    return _finish(kernel, lab, observed, null, use_exact, record)
+
+
+def _finish(kernel, lab, observed, null, use_exact: bool, record: dict) -> PermutationResult:
+    """The p-values and the result from the observed statistic and its null."""
+    n, n_true = lab.size, int(lab.sum())
     companion = {}
     if isinstance(kernel, PairKernel):
         width = kernel.width
@@ -312,6 +356,7 @@ def _make_kernel(
     k: int,
     backend: str,
     n_permutations: int,
+    robust_bins: bool = False,
 ) -> tuple[Kernel, dict]:
     """The kernel of ``statistic``, and the parameters the result records about it."""
     n = matrix.shape[0]
@@ -324,13 +369,23 @@ def _make_kernel(
         # the sums of the statistics other than histograms are numpy's float64 products
         "backend": "numpy",
         "backend_reason": f"{statistic} has no count product; it runs in numpy (float64)",
+        "binning": "range",
     }
     if statistic in HISTOGRAM_STATISTICS:
         kernel = HistogramKernel(
-            matrix, lab, statistic, bins, pseudocount, base_divisor, backend, n_permutations
+            matrix,
+            lab,
+            statistic,
+            bins,
+            pseudocount,
+            base_divisor,
+            backend,
+            n_permutations,
+            robust_bins,
         )
         record.update(
             bins=bins,
+            binning="robust" if robust_bins and not isinstance(bins, str) else "range",
             n_bins=kernel.n_bins,
             edges=kernel.edges,
             backend=kernel.choice.name,
@@ -347,6 +402,20 @@ def _make_kernel(
     if n_min < k + 1:
         raise InputError(f"k={k} needs at least {k + 1} tokens per group; use a smaller k.")
     return KnnKernel(matrix, statistic, k, base_divisor), record
+
+
+def _use_exact_shifts(
+    layout: ShiftLayout, n_permutations: int, exact: bool | None
+) -> tuple[bool, float]:
+    """Whether to enumerate every shift combination, and how many there are (inf if many)."""
+    n_shifts = layout.n_shifts(max(n_permutations, EXACT_LIMIT))
+    use_exact = n_shifts <= n_permutations if exact is None else bool(exact)
+    if use_exact and n_shifts > EXACT_LIMIT:
+        raise InputError(
+            f"the exact test would enumerate more than {EXACT_LIMIT} shift combinations; "
+            "pass exact=None or False for a randomized test."
+        )
+    return use_exact, n_shifts
 
 
 def _use_exact(

@@ -12,7 +12,13 @@ block is kept. Every statistic here is a smooth function of sums over tokens
 sums weighted by how often each block was drawn: one matrix product for every
 statistic and column at once, ``(B, K) @ (K, c)``.
 
-Percentile intervals; ``n_bootstrap`` resamples from ``default_rng(seed)``.
+Intervals (:func:`bootstrap_interval`): ``point -/+ t(K - 1) * SE``, the
+resamples' standard deviation as the standard error and Student's quantile
+with ``K - 1`` degrees of freedom for ``K`` blocks (with tens of blocks, as a
+single window of 1,024 tokens gives, the normal quantile and the percentile
+interval are too narrow: simulated coverage 0.89 instead of 0.91 for AR(1)
+noise with rho 0.9 at 1,000 tokens). ``n_bootstrap`` resamples from
+``default_rng(seed)``.
 """
 
 from __future__ import annotations
@@ -76,6 +82,19 @@ def resampled_sums(block_sums: np.ndarray, n_bootstrap: int, seed: int) -> np.nd
     return out
 
 
+def bootstrap_interval(
+    point, resamples: np.ndarray, n_blocks: int, level: float = 0.95
+) -> np.ndarray:
+    """Per column ``point -/+ t_{K-1} * sd(resamples)``: (c, 2) (NaN-safe)."""
+    from scipy.stats import t as student
+
+    est = np.atleast_1d(np.asarray(point, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        se = np.nanstd(np.asarray(resamples, dtype=np.float64).reshape(len(resamples), -1), axis=0)
+    q = float(student.ppf(0.5 + level / 2.0, max(n_blocks - 1, 1)))
+    return np.column_stack((est - q * se, est + q * se))
+
+
 def percentile_interval(resamples: np.ndarray, level: float = 0.95) -> np.ndarray:
     """Per column the percentile interval of the resamples: (c, 2) (NaN-safe)."""
     tail = 100.0 * (1.0 - level) / 2.0
@@ -86,7 +105,7 @@ def percentile_interval(resamples: np.ndarray, level: float = 0.95) -> np.ndarra
 def hedges_g_intervals(
     values, labels, blocks: Blocks, *, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0
 ) -> np.ndarray:
-    """Block-bootstrap 95% percentile intervals of Hedges' g of every column: (L, 2).
+    """Block-bootstrap 95% intervals of Hedges' g of every column: (L, 2).
 
     ``values`` (n, L) and ``labels`` (n,) in the blocks' (series) order. Each
     resample's g is :func:`lamina.stats.effects.hedges_g`'s formula on the
@@ -111,5 +130,14 @@ def hedges_g_intervals(
         within = (q1 - n1 * m1**2) + (q0 - n0 * m0**2)
         df = n1 + n0 - 2
         g = (m1 - m0) / np.sqrt(within / df)
-    g *= hedges_correction(float(lab.size - 2))
-    return percentile_interval(g)
+    correction = hedges_correction(float(lab.size - 2))
+    g *= correction
+    n1_all, n0_all = int(lab.sum()), int((~lab).sum())
+    m1_all = x[lab[:, 0]].mean(axis=0)
+    m0_all = x[~lab[:, 0]].mean(axis=0)
+    pooled = (
+        (n1_all - 1) * x[lab[:, 0]].var(axis=0, ddof=1)
+        + (n0_all - 1) * x[~lab[:, 0]].var(axis=0, ddof=1)
+    ) / (n1_all + n0_all - 2)
+    point = correction * (m1_all - m0_all) / np.sqrt(pooled)
+    return bootstrap_interval(point, g, blocks.n_blocks)

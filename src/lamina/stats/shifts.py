@@ -134,7 +134,8 @@ def apply_shifts(series: np.ndarray, layout: ShiftLayout, shifts: np.ndarray) ->
     """
     rows = shifts.shape[0]
     out = np.empty((rows, layout.n_tokens), dtype=series.dtype)
-    for j, (start, size) in enumerate(zip(layout.starts.tolist(), layout.sizes.tolist())):
+    pairs = zip(layout.starts.tolist(), layout.sizes.tolist(), strict=True)
+    for j, (start, size) in enumerate(pairs):
         segment = series[start : start + size]
         doubled = np.concatenate((segment, segment[:-1])) if size > 1 else segment
         windows = np.lib.stride_tricks.sliding_window_view(doubled, size)

@@ -99,7 +99,7 @@ def analyze_table(
 
     perm = all_layers_test(data, options)
     single, column = single_layer_test(data, options, perm)
-    part3 = layer_histograms(x, labels, options)
+    part3 = layer_histograms(x, labels, options, all_values=data.values, layers=data.layers)
     result = StudyResult(
         lamina_version=__version__,
         created=created or _utc_now(),

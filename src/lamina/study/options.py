@@ -56,11 +56,19 @@ CONTROL_NAMES = (
     "input_is_delimiter",
     "entropy",
 )
-DEFAULT_CONTROLS = ("ctx_pos", "target_chars", "target_freq", "target_repeat")
-#: Blocks Part 7's permutations can be restricted to.
-PERMUTE_WITHIN = ("none", "doc", "window")
+DEFAULT_CONTROLS = ("ctx_pos", "target_chars", "target_freq", "target_repeat", "input_is_first")
+#: The series the tests' labellings stay within (``auto``: windows for the shift scheme,
+#: every token for the exchangeable one).
+PERMUTE_WITHIN = ("auto", "none", "doc", "window")
+#: How the tests of Parts 5-7 draw their null (lamina.stats.shifts): circular shifts of the
+#: labels within each series, which keep the serial dependence of text, or exchangeable
+#: permutations, valid only if tokens were independent.
+SCHEMES = ("shift", "exchangeable")
 #: Tokens ``exclude`` can drop from every part.
 EXCLUDABLE = ("first", "delimiters")
+#: Bin edges for a bin count: robust (equal-width over the central 99% plus two open end
+#: bins) or range (equal-width over [min, max], as the notebook did); lamina.stats.histograms.
+BINNINGS = ("robust", "range")
 
 NOTEBOOK_COMPAT_NOTE = (
     "notebook compatibility mode: reproduces the reference notebook's numbers, flaws included "
@@ -76,6 +84,13 @@ class StudyOptions:
 
     ``bins`` is a number of bins (edges = bins + 1); ``bin_rule`` (a numpy
     rule such as ``"fd"``, or ``"knuth"``), when given, replaces it.
+    ``binning`` says how a bin count is laid out: ``"robust"`` (the default:
+    ``bins - 2`` equal-width bins over the central 99% of the pooled log-norms
+    and two open end bins, so one massive-activation outlier cannot collapse
+    the histogram; up to 2 bins fewer where there is no tail) or ``"range"``
+    (``bins`` equal-width bins over ``[min, max]``, as the reference notebook
+    did); a rule and the notebook mode always use the range
+    (:attr:`robust_bins`).
     ``sweep_bins`` is the inclusive range of bin counts of the Part 4 sweep.
     ``alternative=None`` means ``"greater"`` for divergences and distances and
     ``"two-sided"`` for signed statistics. ``kl_pseudocount`` is added to every
@@ -101,12 +116,15 @@ class StudyOptions:
     ``correction_scope`` says whether a test's significance is corrected over
     every test of the run (``"run"``, the default) or over its site's tests
     only (``"site"``); both are reported. With one site the two are the same.
+    ``scheme`` is how every test draws its null: ``"shift"`` (circular shifts
+    of the labels within each series, keeping the serial dependence of text)
+    or ``"exchangeable"`` (permutations, valid only for independent tokens);
+    ``permute_within`` (``"auto"``, ``"none"``, ``"doc"``, ``"window"``) names
+    the series (``auto``: windows for shifts, every token for permutations).
     Part 7 (controls): ``controls`` are the covariates it conditions on (an
-    empty tuple turns Part 7 off), each cut into ``strata_bins`` quantile bins
-    for the conditional permutation test; ``permute_within`` (``"none"``,
-    ``"doc"``, ``"window"``) also keeps its permutations within documents or
-    windows; a significant layer whose controlled Hedges' g is below
-    ``min_effect`` in absolute value is called negligible. ``exclude`` drops the
+    empty tuple turns Part 7 off) through a flexible regression basis
+    (:mod:`lamina.stats.adjustment`); a layer whose controlled Hedges' g has
+    its whole 95% interval within ``+/- min_effect`` is called negligible. ``exclude`` drops the
     first token of every window (``"first"``) and/or delimiter tokens
     (``"delimiters"``) from every part. ``correction="cluster"`` is the
     cluster-mass correction over adjacent layers.
@@ -116,6 +134,7 @@ class StudyOptions:
     layer: int = 4
     bins: int = 30
     bin_rule: str | None = None
+    binning: str = "robust"
     statistic: str = "js"
     permutations: int = 1000
     correction: str = "maxstat"
@@ -130,8 +149,8 @@ class StudyOptions:
     sites: tuple[str, ...] = ()
     correction_scope: str = "run"
     controls: tuple[str, ...] = DEFAULT_CONTROLS
-    strata_bins: int = 4
-    permute_within: str = "none"
+    scheme: str = "shift"
+    permute_within: str = "auto"
     min_effect: float = 0.1
     exclude: tuple[str, ...] = ()
 
@@ -161,12 +180,9 @@ class StudyOptions:
                     )
             if len(set(names)) != len(names):
                 raise InputError(f"{option} names a covariate twice; name each once.")
-        if isinstance(self.strata_bins, bool) or not isinstance(self.strata_bins, int):
-            raise InputError(f"--strata-bins {self.strata_bins!r} must be a whole number.")
-        if self.strata_bins < 1:
+        if self.scheme not in SCHEMES:
             raise InputError(
-                f"--strata-bins {self.strata_bins} leaves no bins: give at least 1 (4 is the "
-                "default)."
+                f"--scheme {self.scheme!r} is unknown: use one of {', '.join(SCHEMES)}."
             )
         if self.permute_within not in PERMUTE_WITHIN:
             raise InputError(
@@ -212,6 +228,7 @@ class StudyOptions:
         choices = (
             ("--statistic", self.statistic, STATISTICS),
             ("--bin-rule", self.bin_rule, BIN_RULES),
+            ("--binning", self.binning, BINNINGS),
             ("--correction", self.correction, CORRECTIONS),
             ("--alternative", self.alternative, ALTERNATIVES),
             ("--compat", self.compat, COMPAT_MODES),
@@ -273,6 +290,13 @@ class StudyOptions:
         return bool(self.controls) and not self.notebook
 
     @property
+    def series(self) -> str:
+        """The series the labellings stay within: ``none``, ``doc`` or ``window``."""
+        if self.permute_within != "auto":
+            return self.permute_within
+        return "window" if self.scheme == "shift" else "none"
+
+    @property
     def n_diagnostic_permutations(self) -> int:
         return min(self.diagnostic_permutations, self.permutations)
 
@@ -288,6 +312,11 @@ class StudyOptions:
         return "none" if self.notebook else self.correction
 
     @property
+    def robust_bins(self) -> bool:
+        """Whether bin counts get robust edges: asked for, a count (no rule), not the notebook."""
+        return self.binning == "robust" and self.bin_rule is None and not self.notebook
+
+    @property
     def bins_spec(self) -> int | str:
         """What the statistics take as ``bins``: the rule when given, else the bin count."""
         return self.bin_rule if self.bin_rule is not None else self.bins
@@ -300,6 +329,7 @@ class StudyOptions:
         d["exclude"] = list(self.exclude)
         d["alternative"] = self.resolved_alternative
         d["statistic_computed"] = self.effective_statistic
+        d["binning"] = "robust" if self.robust_bins else "range"
         d["diagnostic_permutations"] = self.n_diagnostic_permutations
         d["sites"] = list(self.analysed_sites)
         return d

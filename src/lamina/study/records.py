@@ -190,7 +190,13 @@ class Normalisations(Record):
 
 @dataclasses.dataclass
 class LayerHistograms(Record):
-    """Part 3: the classes' log-norm histograms at one layer, on shared bins."""
+    """Part 3: the classes' log-norm histograms at one layer, on shared bins.
+
+    ``binning``: ``"robust"`` or ``"range"`` (the edges of a bin count);
+    ``outlier_layers``: the analysed layers where the most extreme 1% of the
+    tokens span more than half of the log-norm range, ``binning_note`` a
+    sentence about them (None when there are none).
+    """
 
     layer: int
     site: str
@@ -205,6 +211,10 @@ class LayerHistograms(Record):
     incorrect: ClassSummary
     difference: float
     normalisations: dict[str, Normalisations]
+    # "range" for results written before robust bins existed (they used the range)
+    binning: str = "range"
+    outlier_layers: list[int] = dataclasses.field(default_factory=list)
+    binning_note: str | None = None
 
 
 # ----------------------------------------------------------------------------- Part 4
@@ -320,6 +330,8 @@ class LayerRow(Record):
     hedges_g_ci_low: float
     hedges_g_ci_high: float
     pvalue_cluster: float | None = None
+    norm_autocorrelation: list[float | None] = dataclasses.field(default_factory=list)
+    effective_tokens: float | None = None
 
 
 @dataclasses.dataclass
@@ -336,6 +348,15 @@ class LaminarProfile(Record):
     layers: list[LayerRow]
     backend: str = ""
     backend_reason: str = ""
+    scheme: str = "shift"
+    scheme_description: str = ""
+    series: str = "window"
+    n_series: int = 1
+    exact: bool = False
+    label_autocorrelation: list[float | None] = dataclasses.field(default_factory=list)
+    block_length: int = 1
+    n_blocks: int = 1
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def significant_layers(self) -> list[int]:
@@ -354,6 +375,15 @@ class LaminarProfile(Record):
             "n_permutations": self.n_permutations,
             "backend": self.backend,
             "backend_reason": self.backend_reason,
+            "scheme": self.scheme,
+            "scheme_description": self.scheme_description,
+            "series": self.series,
+            "n_series": self.n_series,
+            "exact": self.exact,
+            "label_autocorrelation": self.label_autocorrelation,
+            "block_length": self.block_length,
+            "n_blocks": self.n_blocks,
+            "notes": self.notes,
             "significance_rule": f"p ({self.correction}) <= {self.alpha}",
             "n_layers": len(rows),
             "n_significant": len(significant),
@@ -433,7 +463,7 @@ class SitesSection(Record):
 
 @dataclasses.dataclass
 class BalanceRow(Record):
-    """One covariate in correct vs incorrect tokens: means, SDs, standardised differences."""
+    """One covariate in correct vs incorrect tokens: means, SDs, standardised difference."""
 
     covariate: str
     kind: str
@@ -444,37 +474,39 @@ class BalanceRow(Record):
     sd_correct: float
     sd_incorrect: float
     smd: float | None
-    smd_within_strata: float | None
 
 
 @dataclasses.dataclass
-class StrataSummary(Record):
-    """How the strata of the conditional test were made (``lamina.stats.strata``)."""
+class AdjustmentSummary(Record):
+    """How the controls were adjusted for (``lamina.stats.adjustment``) and how the null and
+    the intervals respect serial dependence."""
 
     controls: list[str]
-    bins_per_control: int
-    bins_used: dict[str, int]
-    permute_within: str
-    n_blocks: int
-    n_cells: int
-    n_sparse_cells: int
-    n_strata: int
-    n_informative: int
-    min_tokens: int
+    terms: list[str]
+    knots: int
+    n_columns: int
+    rank: int
     rule: str
+    test: str
+    scheme: str
+    scheme_description: str
+    series: str
+    n_series: int
+    exact: bool
+    block_length: int
+    n_blocks: int
+    n_bootstrap: int
 
 
 @dataclasses.dataclass
 class RegressionSummary(Record):
-    """The logistic regression view: model, permutation scheme, what the controls predict."""
+    """The logistic view: the model, how its odds ratio and errors are computed, and what the
+    controls predict out of fold."""
 
     model: str
-    terms: list[str]
-    permutation_scheme: str
-    n_permutations: int
-    seed: int
+    method: str
     cv_folds: int
-    n_bootstrap: int
+    cv_rule: str
     auroc_controls: float
     auroc_controls_ci_low: float
     auroc_controls_ci_high: float
@@ -482,7 +514,7 @@ class RegressionSummary(Record):
 
 @dataclasses.dataclass
 class ControlledLayer(Record):
-    """One layer: the raw effect, the test conditional on the controls, regression, verdict."""
+    """One layer: the raw effect, the test beyond the controls, controlled effects, verdict."""
 
     layer: int
     hedges_g_raw: float
@@ -490,7 +522,7 @@ class ControlledLayer(Record):
     hedges_g_raw_ci_high: float
     significant_raw: bool
     statistic: float
-    null_mean: float
+    null_sd: float
     null_q95: float
     pvalue: float
     pvalue_maxstat: float
@@ -498,8 +530,10 @@ class ControlledLayer(Record):
     pvalue_fdr: float
     pvalue_cluster: float
     pvalue_corrected: float
-    significant_conditional: bool
     significant: bool
+    difference: float | None
+    difference_ci_low: float | None
+    difference_ci_high: float | None
     hedges_g: float | None
     hedges_g_ci_low: float | None
     hedges_g_ci_high: float | None
@@ -510,22 +544,13 @@ class ControlledLayer(Record):
     odds_ratio_ci_high: float | None
     coef: float | None
     coef_se: float | None
-    regression_converged: bool
-    score: float
-    pvalue_score_asymptotic: float
-    pvalue_regression: float
-    pvalue_regression_maxstat: float
-    pvalue_regression_holm: float
-    pvalue_regression_fdr: float
-    pvalue_regression_cluster: float
-    pvalue_regression_corrected: float
-    significant_regression: bool
     auroc_full: float
     auroc_full_ci_low: float
     auroc_full_ci_high: float
-    auroc_gain: float
-    auroc_gain_ci_low: float
-    auroc_gain_ci_high: float
+    logloss_gain: float
+    logloss_gain_ci_low: float
+    logloss_gain_ci_high: float
+    effective_tokens: float | None
 
 
 @dataclasses.dataclass
@@ -534,7 +559,6 @@ class Controls(Record):
 
     site: str
     statistic_name: str
-    statistic_unit: str
     alternative: str
     correction: str
     alpha: float
@@ -548,7 +572,7 @@ class Controls(Record):
     n_tokens: int
     n_correct: int
     n_incorrect: int
-    strata: StrataSummary
+    adjustment: AdjustmentSummary
     balance: list[BalanceRow]
     regression: RegressionSummary
     layers: list[ControlledLayer]
@@ -557,7 +581,8 @@ class Controls(Record):
     significant_layers: list[int]
     significant_raw_layers: list[int]
     survived_layers: list[int]
+    small_layers: list[int]
     negligible_layers: list[int]
     explained_layers: list[int]
-    disagree_layers: list[int]
+    undetermined_layers: list[int]
     summary: str

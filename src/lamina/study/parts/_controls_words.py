@@ -1,5 +1,4 @@
-"""Part 7's pieces that are not tests: the balance table, the regression terms, the
-permutation blocks, each layer's verdict and the plain-words summary."""
+"""Part 7's words: the balance table, each layer's verdict and the plain-words summary."""
 
 from __future__ import annotations
 
@@ -8,75 +7,72 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from lamina._format import layer_list
-from lamina.stats.catalog import CORRECTION_LABELS, short
-from lamina.stats.strata import standardised_mean_difference
+from lamina.stats.catalog import CORRECTION_LABELS
+from lamina.stats.effects import standardised_mean_difference
 
 if TYPE_CHECKING:
     from lamina.study.covariates import TableCovariates
     from lamina.study.options import StudyOptions
-    from lamina.study.prepare import Prepared
     from lamina.study.records import BalanceRow, Controls
 
+#: One verdict per layer, from the test after the controls and the controlled g's interval.
 VERDICTS = {
     "survives": "significant after controls",
+    "small": "significant, small effect",
     "negligible": "significant but negligible",
     "explained": "explained by the controls",
-    "disagree": "the two tests disagree",
-    "none": "not significant",
+    "equivalent": "shown negligible",
+    "undetermined": "not detected after the controls",
 }
-#: Controls entered on a log scale in the regression (their effect is roughly logarithmic).
-LOG_TERMS = ("ctx_pos",)
+
+ADJUSTMENT_RULE = (
+    "least-squares residuals of the log-norms and of the labels on a basis of the controls: "
+    "an indicator per binary control, a factor per integer control with at most 16 levels, "
+    "a cubic B-spline (log(1 + value) for ctx_pos and target_freq) with round(n^(1/3) / 2) "
+    "interior knots (3-20) at quantiles for every other; additive"
+)
+ENTROPY_NOTE = (
+    "entropy is among the controls: it is a consequence of the layers' states (the final norm "
+    "and the unembedding read them), so this Part 7 asks a different question, whether the "
+    "norm tells right from wrong beyond the model's own confidence; it can remove a real "
+    "effect that acts through the logits and create one where the norm only sets the output's "
+    "temperature. The default controls leave it out."
+)
+TEST_WORDS = (
+    "generalised covariance measure: the correlation of the residuals, each divided by its "
+    "SD as a function of the controls; null by the scheme's labellings of the label residual "
+    "(the same for every layer); two-sided about 0; the max-statistic over layers of "
+    "|statistic| / SD of its own null"
+)
 
 
-def verdict(conditional: bool, regression: bool, significant_raw: bool, negligible: bool) -> str:
-    """A layer's label from the two tests after the controls, Part 6's, and the effect size.
+def verdict(
+    significant: bool, significant_raw: bool, negligible: bool, g: float, options: StudyOptions
+) -> str:
+    """A layer's verdict.
 
-    Both reject: significant after controls (or significant but negligible); one
-    rejects: the tests disagree; neither: explained by the controls when Part 6
-    found the layer, else not significant.
+    Significant after the controls: ``negligible`` when the controlled g's whole
+    95% interval lies within +/- ``min_effect`` (an equivalence test), ``small``
+    when the point estimate does, else ``survives``. Not significant: ``explained``
+    when Part 6 found the layer and the interval shows the controlled effect
+    negligible, ``equivalent`` when it shows it negligible without Part 6's
+    finding, else ``undetermined`` (not detected; the interval does not exclude an
+    effect of ``min_effect``). Not rejecting is never called explaining.
     """
-    if conditional and regression:
-        return VERDICTS["negligible" if negligible else "survives"]
-    if conditional or regression:
-        return VERDICTS["disagree"]
-    return VERDICTS["explained" if significant_raw else "none"]
-
-
-def regression_terms(chosen: dict[str, np.ndarray]) -> tuple[list[str], list[np.ndarray]]:
-    """The regression's control terms (names and columns; standardised by the caller)."""
-    terms, columns = [], []
-    for name, values in chosen.items():
-        if name in LOG_TERMS:
-            terms.append(f"z(log(1 + {name}))")
-            columns.append(np.log1p(values))
-        else:
-            terms.append(f"z({name})")
-            columns.append(values)
-    return terms, columns
-
-
-def block_codes(data: Prepared, options: StudyOptions) -> tuple[np.ndarray | None, str | None]:
-    """The blocks permutations stay within (kept tokens), and a note when there are none."""
-    if options.permute_within == "window" and data.window is not None:
-        return data.window[data.keep], None
-    if options.permute_within == "doc":
-        if data.doc is None:
-            return None, (
-                "--permute-within doc: this token table has no doc column (one text is one "
-                "document), so permutations are not restricted further."
-            )
-        return data.doc[data.keep], None
-    return None, None
+    if significant:
+        if negligible:
+            return VERDICTS["negligible"]
+        small = not np.isfinite(g) or abs(g) < options.min_effect
+        return VERDICTS["small" if small else "survives"]
+    if negligible:
+        return VERDICTS["explained" if significant_raw else "equivalent"]
+    return VERDICTS["undetermined"]
 
 
 def balance_rows(
-    covariates: TableCovariates,
-    keep: np.ndarray,
-    labels: np.ndarray,
-    codes: np.ndarray,
-    used: list[str],
+    covariates: TableCovariates, keep: np.ndarray, labels: np.ndarray, used: list[str]
 ) -> list[BalanceRow]:
-    """Every covariate's means, SDs and standardised differences, correct vs incorrect."""
+    """Every covariate's means, SDs and standardised difference, correct vs incorrect."""
     from lamina.study.records import BalanceRow
 
     rows = []
@@ -84,7 +80,6 @@ def balance_rows(
         x = values[keep]
         a, b = x[labels], x[~labels]
         smd = standardised_mean_difference(x, labels)
-        within = standardised_mean_difference(x, labels, codes)
         rows.append(
             BalanceRow(
                 covariate=name,
@@ -96,7 +91,6 @@ def balance_rows(
                 sd_correct=float(a.std(ddof=1)),
                 sd_incorrect=float(b.std(ddof=1)),
                 smd=smd if np.isfinite(smd) else None,
-                smd_within_strata=within if np.isfinite(within) else None,
             )
         )
     return rows
@@ -107,47 +101,51 @@ def summary_sentence(record: Controls) -> str:
     controls = ", ".join(record.controls) or "no covariate"
     correction = CORRECTION_LABELS[record.correction]
     n_layers = record.n_layers
+    delta = record.min_effect
     sentences = [
-        f"Conditional on {controls} ({record.strata.n_strata} "
-        f"{'stratum' if record.strata.n_strata == 1 else 'strata'}), "
+        f"Beyond {controls} ({record.adjustment.scheme_description}), "
         + (
             f"{record.n_significant} of {n_layers} layers differ at α = {record.alpha:g} "
-            f"(conditional permutation test and regression score test, both by the "
-            f"{correction}): layers {layer_list(record.significant_layers)}."
+            f"({correction}): layers {layer_list(record.significant_layers)}."
             if record.n_significant
-            else f"no layer of {n_layers} differs at α = {record.alpha:g} (conditional "
-            f"permutation test and regression score test, both by the {correction})."
+            else f"no layer of {n_layers} differs at α = {record.alpha:g} ({correction})."
         )
     ]
-    if record.negligible_layers:
-        sentences.append(
-            f"Significant but negligible (|controlled Hedges' g| < {record.min_effect:g}): "
-            f"layers {layer_list(record.negligible_layers)}."
-        )
     if record.survived_layers:
         sentences.append(
-            f"Significant with |g| >= {record.min_effect:g}: "
-            f"layers {layer_list(record.survived_layers)}."
+            f"Controlled |g| >= {delta:g}: layers {layer_list(record.survived_layers)}."
         )
-    if record.disagree_layers:
+    if record.small_layers:
         sentences.append(
-            "Only one of the two tests rejects (the conditional test of "
-            f"{short(record.statistic_name)} or the regression's score test): "
-            f"layers {layer_list(record.disagree_layers)}."
+            f"Significant with a small controlled effect (|g| < {delta:g}, interval not within "
+            f"±{delta:g}): layers {layer_list(record.small_layers)}."
+        )
+    if record.negligible_layers:
+        sentences.append(
+            f"Significant but negligible (95% interval of g within ±{delta:g}): "
+            f"layers {layer_list(record.negligible_layers)}."
         )
     if record.explained_layers:
         sentences.append(
-            f"Significant before the controls but not after (explained by them): "
+            "Significant before the controls and shown negligible after (explained by them): "
             f"layers {layer_list(record.explained_layers)}."
         )
-    gain = [r.layer for r in record.layers if r.auroc_gain_ci_low > 0]
+    undetermined = [r for r in record.undetermined_layers if r in record.significant_raw_layers]
+    if undetermined:
+        sentences.append(
+            "Significant before the controls, not detected after, but not shown negligible "
+            f"either: layers {layer_list(undetermined)}."
+        )
+    gain = [r.layer for r in record.layers if r.logloss_gain_ci_low > 0]
     sentences.append(
-        f"The controls alone predict correctness with cross-validated AUROC "
+        f"The controls alone predict correctness with out-of-fold AUROC "
         f"{record.regression.auroc_controls:.3f}; "
         + (
-            f"adding the log-norm raises it (95% CI above 0) at layers {layer_list(gain)}."
+            f"adding the log-norm improves the held-out log-loss (95% CI above 0) at layers "
+            f"{layer_list(gain)}."
             if gain
-            else "adding the log-norm of any one layer does not raise it (95% CI includes 0)."
+            else "adding the log-norm of any one layer does not improve the held-out log-loss "
+            "(95% CI includes 0)."
         )
     )
     return " ".join(sentences)
