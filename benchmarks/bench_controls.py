@@ -1,6 +1,6 @@
 """Benchmark Part 7 (controls) at the size of a whole book.
 
-Part 7 on 40,000 tokens x 30 layers with 10,000 permutations and the 4 default
+Part 7 on 40,000 tokens x 30 layers with 10,000 permutations and the 5 default
 controls (the size of ``lamina run --windows all --permutations 10000`` on Alice
 with the embedded model; target: at most 30 s on the 2-core reference machine),
 and at the default run's size (1,024 tokens x 30 layers x 1,000 permutations).
@@ -74,13 +74,13 @@ def _timed(times: dict[str, list[float]], name: str, call, *args, **kwargs):
 
 def measure(size: dict, table_path: str | None, repeats: int) -> dict:
     """Time Part 7's stages on one table (run inside a fresh process)."""
-    from lamina.stats.permutation import permutation_test
-    from lamina.stats.regression import score_test
-    from lamina.stats.strata import make_strata
+    from lamina.stats.adjustment import control_basis
+    from lamina.stats.conditional import conditional_test, residualise
     from lamina.study.options import StudyOptions
     from lamina.study.parts.controls import controls
     from lamina.study.parts.profile import all_layers_test
     from lamina.study.prepare import prepare_table
+    from lamina.study.serial import serial_structure
     from lamina.table import read_table
 
     if table_path:
@@ -91,32 +91,21 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
     options = StudyOptions(permutations=size["permutations"], layer=layer)
     data = prepare_table(table, options)
     perm = all_layers_test(data, options)
-    chosen = {c: data.covariates.values[c][data.keep] for c in options.controls}
+    serial = serial_structure(data, options)
+    order = serial.layout.order
+    chosen = {c: data.covariates.values[c][data.keep][order] for c in options.controls}
     times: dict[str, list[float]] = {}
     for _ in range(repeats):
         _timed(times, "Part 6 (baseline)", all_layers_test, data, options)
-        strata = _timed(
-            times, "strata", make_strata, chosen, data.labels, n_bins=options.strata_bins
-        )
+        basis = _timed(times, "basis", control_basis, chosen, data.labels.size)
+        res = _timed(times, "residuals", residualise, data.values[order], data.labels[order], basis)
         _timed(
             times,
             "conditional test",
-            permutation_test,
-            data.values,
-            data.labels,
+            conditional_test,
+            res,
+            serial.layout,
             n_permutations=options.permutations,
-            strata=strata.codes,
-        )
-        _timed(
-            times,
-            "regression score test",
-            lambda: score_test(
-                data.values,
-                data.labels,
-                np.column_stack(list(chosen.values())),
-                strata.codes,  # noqa: B023 - called at once, in this iteration
-                n_permutations=options.permutations,
-            ),
         )
         record = _timed(times, "Part 7 (all of it)", controls, perm, data, options)
     seconds = {k: statistics.median(v) for k, v in times.items()}
@@ -125,7 +114,7 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
         "n_tokens": int(data.labels.size),
         "n_layers": int(data.values.shape[1]),
         "permutations": options.permutations,
-        "n_strata": record.strata.n_strata,
+        "basis_columns": record.adjustment.rank,
         "seconds": seconds,
         "over_part6": {k: v / baseline for k, v in seconds.items() if k != "Part 6 (baseline)"},
         "runs": times,
@@ -160,12 +149,12 @@ def main() -> None:
         results["sizes"][name] = json.loads(out.strip().splitlines()[-1])
         if args.table:
             break  # a real table has one size
-    print(f"{'size':<12} {'tokens':>7} {'layers':>6} {'perms':>6} {'strata':>6}  stage seconds")
+    print(f"{'size':<12} {'tokens':>7} {'layers':>6} {'perms':>6} {'basis':>6}  stage seconds")
     for name, r in results["sizes"].items():
         stages = ", ".join(f"{k} {v:.2f}" for k, v in r["seconds"].items())
         print(
             f"{name:<12} {r['n_tokens']:>7,} {r['n_layers']:>6} {r['permutations']:>6,} "
-            f"{r['n_strata']:>6}  {stages}; Part 7 / Part 6 "
+            f"{r['basis_columns']:>6}  {stages}; Part 7 / Part 6 "
             f"{r['over_part6']['Part 7 (all of it)']:.2f}x"
         )
     out_dir = HERE / "results"

@@ -42,3 +42,8 @@ def csv_cell(value: Any) -> str:
         return repr(value)
     text = str(value)
     return '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\n') else text
+
+
+def layers_phrase(layers: Sequence[int]) -> str:
+    """``"layer 17"`` for one layer, ``"layers 2-4, 9"`` for several (:func:`layer_list`)."""
+    return f"layer {layers[0]}" if len(layers) == 1 else f"layers {layer_list(layers)}"

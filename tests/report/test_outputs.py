@@ -6,6 +6,7 @@ import base64
 import json
 import re
 import struct
+import threading
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -172,3 +173,153 @@ def test_a_corpus_lists_its_documents_in_results_and_report(result, outputs):
     assert "<code>book0.txt</code> (150 tokens" in page and "<code>book1.txt</code>" in page
     # one text: no documents row
     assert "<td>documents</td>" not in (outputs.out_dir / "report.html").read_text()
+
+
+def _csv_rows(text: str) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+#: layers.csv's Part 7 columns and the part7 layer field each must equal (written out here,
+#: apart from lamina.report.summary's own list).
+CONTROLLED_CSV = {
+    "controlled_statistic": "statistic",
+    "controlled_pvalue": "pvalue",
+    "controlled_pvalue_maxstat": "pvalue_maxstat",
+    "controlled_pvalue_holm": "pvalue_holm",
+    "controlled_pvalue_fdr": "pvalue_fdr",
+    "controlled_pvalue_cluster": "pvalue_cluster",
+    "controlled_pvalue_corrected": "pvalue_corrected",
+    "controlled_difference": "difference",
+    "controlled_difference_ci_low": "difference_ci_low",
+    "controlled_difference_ci_high": "difference_ci_high",
+    "controlled_hedges_g": "hedges_g",
+    "controlled_hedges_g_ci_low": "hedges_g_ci_low",
+    "controlled_hedges_g_ci_high": "hedges_g_ci_high",
+    "odds_ratio_per_sd": "odds_ratio",
+    "odds_ratio_ci_low": "odds_ratio_ci_low",
+    "odds_ratio_ci_high": "odds_ratio_ci_high",
+    "logloss_gain": "logloss_gain",
+    "logloss_gain_ci_low": "logloss_gain_ci_low",
+    "logloss_gain_ci_high": "logloss_gain_ci_high",
+    "auroc_full": "auroc_full",
+    "auroc_full_ci_low": "auroc_full_ci_low",
+    "auroc_full_ci_high": "auroc_full_ci_high",
+}
+
+
+def test_layers_csv_serial_and_controlled_columns_equal_results_json(outputs):
+    results = load_results(outputs.out_dir)
+    p6, p7 = results["part6"], results["part7"]
+    assert p7 is not None
+    rows = _csv_rows(outputs.layers.read_text())
+    header = list(rows[0])
+    removed = ("auroc_gain", "regression_pvalue", "strata", "score", "disagree")
+    assert not [c for c in header if any(word in c for word in removed)]
+    primary = [r for r in rows if r["site"] == p6["site"] and r["head"] == ""]
+    assert [int(r["layer"]) for r in primary] == [row["layer"] for row in p7["layers"]]
+    for cells, row6, row7 in zip(primary, p6["layers"], p7["layers"], strict=True):
+        for k in range(5):
+            assert float(cells[f"norm_acf_lag{k + 1}"]) == row6["norm_autocorrelation"][k]
+        assert float(cells["effective_tokens"]) == row6["effective_tokens"]
+        for column, field in CONTROLLED_CSV.items():
+            assert float(cells[column]) == row7[field], column
+        assert cells["controlled_verdict"] == row7["verdict"]
+        assert cells["controlled_significant"] == ("true" if row7["significant"] else "false")
+        assert cells["controlled_negligible"] == ("true" if row7["negligible"] else "false")
+
+
+def test_console_summary_says_the_scheme_and_every_verdict(outputs):
+    results = load_results(outputs.out_dir)
+    p6, p7 = results["part6"], results["part7"]
+    results["part6"]["notes"] = ["A note on the profile."]
+    text = format_summary(results)
+    assert f"null: {p6['scheme_description']}" in text
+    assert f"label autocorrelation at lag 1 {p6['label_autocorrelation'][0]:+.3f}" in text
+    assert "note: A note on the profile." in text
+    part7 = text[text.index("Part 7") :].splitlines()
+    for row in p7["layers"]:
+        line = next(line for line in part7 if line.split()[:1] == [str(row["layer"])])
+        assert line.endswith(row["verdict"])
+        assert f"{row['hedges_g']:+.3f}" in line
+        assert f"{1000 * row['logloss_gain']:+.2f}" in line
+    assert f"out-of-fold AUROC {p7['regression']['auroc_controls']:.3f}" in text
+
+
+def test_report_shows_the_scheme_and_the_controlled_table(outputs):
+    results = load_results(outputs.out_dir)
+    page = (outputs.out_dir / "report.html").read_text()
+    assert 'id="part6-serial"' in page
+    assert results["part6"]["scheme_description"] in page
+    table = page[page.index('<table id="controlled-layers">') :]
+    table = table[: table.index("</table>")]
+    rows = table.split("<tr")[2:]
+    assert len(rows) == len(results["part7"]["layers"])
+    for html_row, row in zip(rows, results["part7"]["layers"], strict=True):
+        assert f"<td>{row['layer']}</td>" in html_row
+        assert row["verdict"] in html_row
+        assert f"{row['hedges_g']:+.3f} [" not in html_row  # the interval is on its own line
+        assert f"<td>{row['hedges_g']:+.3f}<br>" in html_row
+        assert f"{1000 * row['logloss_gain']:+.2f}<br>" in html_row
+        assert (' class="sig"' in html_row) == row["significant"]
+    assert "within strata" not in page
+
+
+def test_odds_ratio_ticks_cover_both_sides_of_one(outputs):
+    """Panel B labels ticks above 1 when the odds ratios reach above it (and below 1)."""
+    import matplotlib
+
+    from lamina.report.figures.controls import figure_part7
+
+    results = load_results(outputs.out_dir)
+    for k, row in enumerate(results["part7"]["layers"]):
+        centre = 1.25 if k == 0 else 0.8
+        row.update(
+            odds_ratio=centre, odds_ratio_ci_low=centre * 0.95, odds_ratio_ci_high=centre * 1.05
+        )
+    with matplotlib.rc_context():
+        fig = figure_part7(results)
+        fig.canvas.draw()
+        ax = fig.axes[1]
+        low, high = ax.get_ylim()
+        ticks = [t for t in ax.get_yticks() if low <= t <= high]
+        labels = [t.get_text() for t in ax.get_yticklabels() if t.get_text()]
+    assert any(t > 1.05 for t in ticks) and any(t < 0.95 for t in ticks)
+    assert low <= 0.8 * 0.95 and high >= 1.25 * 1.05
+    assert len(labels) >= 3
+
+
+def test_a_failing_figure_stops_the_rendering_child(result, monkeypatch):
+    """When a figure this process renders fails, the forked child (which may be blocked
+    sending its figures) is stopped and the error raised, instead of waiting forever."""
+    import os
+
+    from lamina.report.figures import render
+
+    if not render._can_fork():
+        pytest.skip("no fork here")
+    parent = os.getpid()
+    real = render._render
+
+    def failing(build, formats):
+        if os.getpid() == parent:
+            raise RuntimeError("this figure failed")
+        return real(build, formats)
+
+    monkeypatch.setattr(render, "_render", failing)
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            render.render_figures(result, workers=2)
+        except BaseException as exc:  # looked at below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)  # a hang fails the test, not the run
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive(), "render_figures waits forever on its rendering child"
+    assert isinstance(outcome.get("error"), RuntimeError)
+    assert "this figure failed" in str(outcome["error"])

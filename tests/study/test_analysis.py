@@ -299,4 +299,6 @@ def test_part5_counts_extremes_as_its_pvalue_does(statistic, alternative):
         layer=1, statistic=statistic, alternative=alternative, permutations=2000, sweep_bins=(5, 6)
     )
     p5 = analyze_table(token_table(correct, norms), options).part5
-    assert p5.pvalue == pytest.approx((p5.n_null_at_least_observed + 1) / (p5.n_permutations + 1))
+    # one window of 60 tokens: its 60 shifts are enumerated, the observed one among them
+    assert p5.exact and p5.n_permutations == 60
+    assert p5.pvalue == pytest.approx(p5.n_null_at_least_observed / p5.n_permutations)

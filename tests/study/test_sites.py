@@ -65,7 +65,14 @@ def test_heads_equal_a_direct_recomputation(table, result):
     values = np.log(_head_matrix(table))
     labels = table.column("correct").to_numpy()
     perm = permutation_test(
-        values, labels, statistic="js", bins=30, robust_bins=True, n_permutations=199, seed=0
+        values,
+        labels,
+        statistic="js",
+        bins=30,
+        robust_bins=True,
+        n_permutations=199,
+        seed=0,
+        shift_within=table.column("window").to_numpy(),
     )
     for j, row in enumerate(heads.rows):
         c, i = values[labels, j], values[~labels, j]
@@ -108,7 +115,14 @@ def test_run_wide_corrections_recomputed(table, result):
     ]
     every = np.log(np.hstack([*blocks, _head_matrix(table)]).astype(np.float64))
     joint = permutation_test(
-        every, labels, statistic="js", bins=30, robust_bins=True, n_permutations=199, seed=0
+        every,
+        labels,
+        statistic="js",
+        bins=30,
+        robust_bins=True,
+        n_permutations=199,
+        seed=0,
+        shift_within=table.column("window").to_numpy(),
     )
     np.testing.assert_allclose(
         [r.pvalue_maxstat_run for r in rows], joint.pvalue_maxstat, rtol=1e-12
@@ -263,7 +277,14 @@ def test_cluster_mass_runs_over_each_sites_and_each_heads_layers(table):
             x = np.log(np.column_stack([table.column(n).to_numpy() for n in names]).astype(float))
             runs = [np.arange(4)]
         perm = permutation_test(
-            x, labels, statistic="js", bins=30, robust_bins=True, n_permutations=199, seed=0
+            x,
+            labels,
+            statistic="js",
+            bins=30,
+            robust_bins=True,
+            n_permutations=199,
+            seed=0,
+            shift_within=table.column("window").to_numpy(),
         )
         site_p = cluster_pvalues(perm.statistic, perm.null_distribution, "greater", segments=runs)
         np.testing.assert_allclose([r.pvalue_cluster for r in profile.rows], site_p)

@@ -410,7 +410,7 @@ def _names(value: str) -> tuple[str, ...]:
 
 
 def add_controls_args(p: argparse.ArgumentParser) -> None:
-    """Part 7's options (controls, strata, blocks, effect size) and --exclude."""
+    """The null's scheme and series, Part 7's options (controls, effect size) and --exclude."""
     d = StudyOptions()
     g = p.add_argument_group("controls (Part 7)")
     g.add_argument(

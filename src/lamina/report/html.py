@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import functools
 import math
+import statistics
 from collections.abc import Mapping
 from typing import Any
 
@@ -58,6 +59,11 @@ def _fmt_pct(value: Any) -> str:
     return "–" if value is None else f"{value:.2%}"
 
 
+def _milli(value: Any) -> Any:
+    """A value in thousandths (nats to millinats); None stays None."""
+    return None if value is None else 1000.0 * value
+
+
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -74,7 +80,9 @@ def _environment():
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters.update(fmt=_fmt, fixed=_fmt_fixed, p=_fmt_p, pct=_fmt_pct, display=_display)
+    env.filters.update(
+        fmt=_fmt, fixed=_fmt_fixed, p=_fmt_p, pct=_fmt_pct, display=_display, milli=_milli
+    )
     return env
 
 
@@ -134,7 +142,22 @@ def render_report(
         explore_js=static_text("explore.js"),
         explore_css=static_text("explore.css"),
         correction_labels=CORRECTION_LABELS,
+        serial=_serial(results["part6"]),
+        part6_pvalues={r["layer"]: r["pvalue_corrected"] for r in results["part6"]["layers"]},
     )
+
+
+def _serial(p6: Mapping[str, Any]) -> dict[str, Any]:
+    """What Part 6's text says of serial dependence: tokens, the median over layers of the
+    effective tokens (None when not known) and the labels' autocorrelation at lag 1."""
+    rows = p6["layers"]
+    effective = [r["effective_tokens"] for r in rows if r.get("effective_tokens") is not None]
+    label_acf = p6.get("label_autocorrelation") or [None]
+    return {
+        "n_tokens": rows[0]["n_correct"] + rows[0]["n_incorrect"] if rows else 0,
+        "median_effective": statistics.median(effective) if effective else None,
+        "label_acf1": label_acf[0],
+    }
 
 
 def _sites_rows(sites: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ and ``lamina analyze`` share it with ``lamina run``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from statistics import median
 from typing import Any
 
 from lamina._format import csv_cell, format_p, layer_list
@@ -61,6 +62,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"Part 6  per layer: {short(statistic)} in {unit}; corrected p: "
         f"{CORRECTION_LABELS[p6['correction']]}; * = significant at α = {p6['alpha']:g}"
     )
+    lines += _serial_lines(p6)
     header = (
         f"{'layer':>5} {'ln‖·‖ C':>9} {'ln‖·‖ I':>9} {'diff':>8} {short(statistic):>10} "
         f"{'p raw':>8} {'p corr':>8} {'AUROC':>6} {'g':>6}"
@@ -90,33 +92,106 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
     return "\n".join(lines)
 
 
+def _serial_lines(p6: Mapping[str, Any]) -> list[str]:
+    """How Part 6's null and intervals respect serial dependence, and its notes."""
+    scheme = p6.get("scheme")
+    if scheme is None:  # results written before the schemes existed
+        return []
+    if scheme == "notebook":
+        lines = ["        null: the reference notebook's permutations (tokens as independent)"]
+    else:
+        lines = [f"        null: {p6.get('scheme_description') or scheme}"]
+        label_acf = (p6.get("label_autocorrelation") or [None])[0]
+        effective = [r.get("effective_tokens") for r in p6["layers"]]
+        effective = [e for e in effective if e is not None]
+        n = p6["layers"][0]["n_correct"] + p6["layers"][0]["n_incorrect"] if p6["layers"] else 0
+        parts = [f"{p6['n_series']:,} {_series_words(p6)}"]
+        if label_acf is not None:
+            parts.append(f"label autocorrelation at lag 1 {label_acf:+.3f}")
+        if effective:
+            parts.append(f"effective tokens (median over layers) {median(effective):,.0f} of {n:,}")
+        parts.append(
+            f"g intervals: block bootstrap, {p6['n_blocks']:,} blocks of "
+            f"{p6['block_length']:,} tokens"
+        )
+        lines.append("        " + "; ".join(parts))
+    lines += [f"        note: {note}" for note in p6.get("notes", [])]
+    return lines
+
+
+def _series_words(section: Mapping[str, Any]) -> str:
+    """The series the labellings stay within, counted: "windows", "documents", "series"."""
+    plural = {"window": "windows", "doc": "documents"}.get(section.get("series"), "series")
+    return plural[:-1] if section.get("n_series") == 1 and plural != "series" else plural
+
+
 def _part7_lines(results: Mapping[str, Any]) -> list[str]:
-    """Part 7's console lines: the controls, and the layers significant after them."""
+    """Part 7's console lines: the adjustment, the null, the verdicts and the gain."""
     p7 = results.get("part7")
     if not p7:
         return ["Part 7  controls: not run (--controls none, or the notebook mode)"]
+    adj, reg = p7["adjustment"], p7["regression"]
     lines = [
-        f"Part 7  controls {', '.join(p7['controls']) or 'none'}: {p7['strata']['n_strata']} "
-        f"strata; {CORRECTION_LABELS[p7['correction']]}; negligible: |g| < {p7['min_effect']:g}"
+        f"Part 7  controls {', '.join(p7['controls']) or 'none'}: both the log-norm and the "
+        f"label adjusted on {adj['n_columns']} basis columns (rank {adj['rank']}); "
+        f"{CORRECTION_LABELS[p7['correction']]}; negligible: 95% CI of g within "
+        f"±{p7['min_effect']:g}",
+        f"        null: {adj['scheme_description'] or adj['scheme']}, "
+        f"{p7['n_permutations']:,} labellings; intervals: block bootstrap "
+        f"({adj['n_blocks']:,} blocks of {adj['block_length']:,} tokens)",
     ]
     lines += [f"        note: {note}" for note in p7["notes"]]
-    negligible = p7["negligible_layers"]
+    # indented under Part 6's table, so that only Part 6's rows start with a layer number
+    lines.append(
+        f"    {'layer':>5} {'g raw':>7} {'g ctrl':>7} {'95% CI of g ctrl':>17} {'p ctrl':>8} "
+        f"{'OR/SD':>6} {'Δ logloss':>10}  verdict"
+    )
+    for r in p7["layers"]:
+        lines.append(
+            f"    {r['layer']:>5} {r['hedges_g_raw']:>+7.3f} {_signed(r['hedges_g'], 7)} "
+            f"{_interval(r['hedges_g_ci_low'], r['hedges_g_ci_high']):>17} "
+            f"{format_p(r['pvalue_corrected']):>8} {_plain(r['odds_ratio'], 6)} "
+            f"{_signed(_milli(r['logloss_gain']), 10, 2)}  {r['verdict']}"
+        )
+    delta = p7["min_effect"]
+    undetermined = [k for k in p7["undetermined_layers"] if k in p7["significant_raw_layers"]]
+    groups = (
+        (f"controlled |g| >= {delta:g}", p7["survived_layers"]),
+        (f"small (|g| < {delta:g})", p7["small_layers"]),
+        ("negligible (CI of g within the band)", p7["negligible_layers"]),
+        ("explained by the controls", p7["explained_layers"]),
+        ("significant before, undetermined after", undetermined),
+    )
     lines.append(
         f"significant after controls ({p7['n_significant']} of {p7['n_layers']}): "
         f"{layer_list(p7['significant_layers'])}"
-        + (f"; significant but negligible: {layer_list(negligible)}" if negligible else "")
-        + (
-            f"; explained by the controls: {layer_list(p7['explained_layers'])}"
-            if p7["explained_layers"]
-            else ""
-        )
-        + (
-            f"; the two tests disagree: {layer_list(p7['disagree_layers'])}"
-            if p7.get("disagree_layers")
-            else ""
-        )
+        + "".join(f"; {name}: {layer_list(layers)}" for name, layers in groups if layers)
+    )
+    lines.append(
+        f"controls alone: out-of-fold AUROC {reg['auroc_controls']:.3f} "
+        f"[{reg['auroc_controls_ci_low']:.3f}, {reg['auroc_controls_ci_high']:.3f}] "
+        f"({reg['cv_folds']} folds); Δ logloss: the held-out log-loss gain of adding the "
+        "layer, millinats per token (> 0: the layer helps); g ctrl: Hedges' g at equal controls"
     )
     return lines
+
+
+def _milli(value: float | None) -> float | None:
+    return None if value is None else 1000.0 * value
+
+
+def _signed(value: float | None, width: int, decimals: int = 3) -> str:
+    return f"{'–':>{width}}" if value is None else f"{value:>+{width}.{decimals}f}"
+
+
+def _plain(value: float | None, width: int, decimals: int = 3) -> str:
+    return f"{'–':>{width}}" if value is None else f"{value:>{width}.{decimals}f}"
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return "–"
+    return f"[{low:+.3f}, {high:+.3f}]"
 
 
 def _exclusion_lines(ex: Mapping[str, Any]) -> list[str]:
@@ -189,14 +264,17 @@ def layers_csv(results: Mapping[str, Any]) -> str:
 
     Floats are shortest round-trip decimals. The statistic's name, unit,
     correction and compat mode are repeated on every row so the file stands
-    alone; the site columns come last. Without a ``sites`` section (results
-    written before it existed) the rows are Part 6's.
+    alone; then the site columns, the serial columns (every row) and last
+    Part 6's cluster p and Part 7's columns (the primary site's layers). Without
+    a ``sites`` section (results written before it existed) the rows are Part 6's.
     """
     p6 = results["part6"]
     columns = [*LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat"]
     p7_rows = {r["layer"]: r for r in (results.get("part7") or {}).get("layers", [])}
     p6_rows = {r["layer"]: r for r in p6["layers"]}
-    lines = [",".join([*columns, *SITE_COLUMNS, *(name for name, _ in PART7_COLUMNS)])]
+    lines = [
+        ",".join([*columns, *SITE_COLUMNS, *SERIAL_COLUMNS, *(name for name, _ in PART7_COLUMNS)])
+    ]
     sites = results.get("sites")
     if sites:
         rows = [(p, row) for p in sites["profiles"] for row in p["rows"]]
@@ -215,6 +293,7 @@ def layers_csv(results: Mapping[str, Any]) -> str:
         ]
         cells += [csv_cell(row.get(col)) for col in SITE_COLUMNS[2:-1]]
         cells.append(sites["correction_scope"] if sites else "")
+        cells += _serial_cells(row)
         # Part 6's cluster p-value and Part 7's columns belong to the primary site's layers.
         primary = site == p6["site"] and row["head"] is None
         cells += [
@@ -261,9 +340,25 @@ def _sites_lines(results: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-#: Columns after ``compat``: (CSV name, Part 7 layer field; "part6" for Part 6's cluster p).
+#: Columns after the site columns, on every row: the log-norm's autocorrelation at lags
+#: 1..5 within the series and Bartlett's effective number of tokens (Part 6's fields).
+SERIAL_COLUMNS = (
+    *(f"norm_acf_lag{k}" for k in range(1, 6)),
+    "effective_tokens",
+)
+
+
+def _serial_cells(row: Mapping[str, Any]) -> list[str]:
+    acf = list(row.get("norm_autocorrelation") or [])
+    acf += [None] * (5 - len(acf))
+    return [csv_cell(v) for v in acf[:5]] + [csv_cell(row.get("effective_tokens"))]
+
+
+#: The last columns, on the primary site's layers only: (CSV name, Part 7 layer field;
+#: "part6" for Part 6's cluster p).
 PART7_COLUMNS = (
     ("pvalue_cluster", "part6"),
+    ("controlled_statistic", "statistic"),
     ("controlled_pvalue", "pvalue"),
     ("controlled_pvalue_maxstat", "pvalue_maxstat"),
     ("controlled_pvalue_holm", "pvalue_holm"),
@@ -271,6 +366,9 @@ PART7_COLUMNS = (
     ("controlled_pvalue_cluster", "pvalue_cluster"),
     ("controlled_pvalue_corrected", "pvalue_corrected"),
     ("controlled_significant", "significant"),
+    ("controlled_difference", "difference"),
+    ("controlled_difference_ci_low", "difference_ci_low"),
+    ("controlled_difference_ci_high", "difference_ci_high"),
     ("controlled_hedges_g", "hedges_g"),
     ("controlled_hedges_g_ci_low", "hedges_g_ci_low"),
     ("controlled_hedges_g_ci_high", "hedges_g_ci_high"),
@@ -279,9 +377,10 @@ PART7_COLUMNS = (
     ("odds_ratio_per_sd", "odds_ratio"),
     ("odds_ratio_ci_low", "odds_ratio_ci_low"),
     ("odds_ratio_ci_high", "odds_ratio_ci_high"),
-    ("regression_pvalue", "pvalue_regression"),
-    ("regression_pvalue_maxstat", "pvalue_regression_maxstat"),
-    ("auroc_gain", "auroc_gain"),
-    ("auroc_gain_ci_low", "auroc_gain_ci_low"),
-    ("auroc_gain_ci_high", "auroc_gain_ci_high"),
+    ("logloss_gain", "logloss_gain"),
+    ("logloss_gain_ci_low", "logloss_gain_ci_low"),
+    ("logloss_gain_ci_high", "logloss_gain_ci_high"),
+    ("auroc_full", "auroc_full"),
+    ("auroc_full_ci_low", "auroc_full_ci_low"),
+    ("auroc_full_ci_high", "auroc_full_ci_high"),
 )

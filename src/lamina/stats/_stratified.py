@@ -27,6 +27,7 @@ import numpy as np
 
 from lamina.errors import InputError
 from lamina.stats._labellings import block_rows
+from lamina.stats.shifts import sorted_runs
 
 
 def stratified_block_rows(n_tokens: int) -> int:
@@ -65,10 +66,7 @@ def strata_layout(strata, labels: np.ndarray) -> StrataLayout:
         )
     if not np.issubdtype(codes.dtype, np.integer):
         raise InputError(f"strata have dtype {codes.dtype}; pass integer stratum codes.")
-    order = np.argsort(codes, kind="stable")
-    sorted_codes = codes[order]
-    starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
-    sizes = np.diff(np.r_[starts, codes.size])
+    order, starts, sizes = sorted_runs(codes)
     n_true = np.add.reduceat(labels[order].astype(np.int64), starts)
     return StrataLayout(order=order, starts=starts, sizes=sizes, n_true=n_true)
 

@@ -409,13 +409,18 @@ def _use_exact_shifts(
 ) -> tuple[bool, float]:
     """Whether to enumerate every shift combination, and how many there are (inf if many)."""
     n_shifts = layout.n_shifts(max(n_permutations, EXACT_LIMIT))
-    use_exact = n_shifts <= n_permutations if exact is None else bool(exact)
-    if use_exact and n_shifts > EXACT_LIMIT:
+    return _exact_choice(n_shifts, n_permutations, exact, "shift combinations"), n_shifts
+
+
+def _exact_choice(count: float, n_permutations: int, exact: bool | None, what: str) -> bool:
+    """Whether to enumerate ``count`` labellings; refuses more than :data:`EXACT_LIMIT`."""
+    use_exact = count <= n_permutations if exact is None else bool(exact)
+    if use_exact and count > EXACT_LIMIT:
         raise InputError(
-            f"the exact test would enumerate more than {EXACT_LIMIT} shift combinations; "
+            f"the exact test would enumerate more than {EXACT_LIMIT} {what}; "
             "pass exact=None or False for a randomized test."
         )
-    return use_exact, n_shifts
+    return use_exact
 
 
 def _use_exact(
@@ -437,10 +442,4 @@ def _use_exact(
     n_labellings = (
         math.prod(math.comb(a, b) for a, b in zip(sizes, counts, strict=True)) if few else math.inf
     )
-    use_exact = n_labellings <= n_permutations if exact is None else bool(exact)
-    if use_exact and n_labellings > EXACT_LIMIT:
-        raise InputError(
-            f"the exact test would enumerate more than {EXACT_LIMIT} labellings; "
-            "pass exact=None or False for a randomized test."
-        )
-    return use_exact, n_labellings
+    return _exact_choice(n_labellings, n_permutations, exact, "labellings"), n_labellings

@@ -89,11 +89,18 @@ def shift_layout(series, n_tokens: int | None = None) -> ShiftLayout:
             )
         if not np.issubdtype(codes.dtype, np.integer):
             raise InputError(f"shift series have dtype {codes.dtype}; pass integer codes.")
+    order, starts, sizes = sorted_runs(codes)
+    return ShiftLayout(order=order, starts=starts, sizes=sizes)
+
+
+def sorted_runs(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tokens sorted by code (stable): their ``order``, and each code's ``starts`` and
+    ``sizes`` in that order (ascending code)."""
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order]
     starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
     sizes = np.diff(np.r_[starts, codes.size])
-    return ShiftLayout(order=order, starts=starts, sizes=sizes)
+    return order, starts, sizes
 
 
 def shift_rows(n_tokens: int, itemsize: int = 1) -> int:

@@ -31,8 +31,9 @@ from lamina.study.prepare import Prepared
 MIN_BLOCKS = 20
 
 SCHEME_WORDS = {
-    "shift": "circular shifts of the labels within each {series} (keeps serial dependence)",
-    "exchangeable": "exchangeable permutations of the labels{within} (assumes independent tokens)",
+    "shift": "circular shifts of the labels within each {series}, which keep serial dependence",
+    "exchangeable": "exchangeable permutations of the labels{within}, which assume independent "
+    "tokens",
 }
 
 

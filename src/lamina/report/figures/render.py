@@ -138,6 +138,11 @@ def render_figures(
                 from_child = receiver.recv()
             except EOFError:
                 from_child = "the rendering process exited without a result"
+        except BaseException:
+            # The child may be blocked sending its figures (it holds the pipe's other end
+            # too, so closing ours does not wake it): stop it, or join() waits forever.
+            child.terminate()
+            raise
         finally:
             receiver.close()
             child.join()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from lamina._format import layer_list
+from lamina._format import layers_phrase
 from lamina.stats.catalog import CORRECTION_LABELS
 from lamina.stats.effects import standardised_mean_difference
 
@@ -103,46 +103,44 @@ def summary_sentence(record: Controls) -> str:
     n_layers = record.n_layers
     delta = record.min_effect
     sentences = [
-        f"Beyond {controls} ({record.adjustment.scheme_description}), "
+        f"Beyond {controls} (null: {record.adjustment.scheme_description}), "
         + (
             f"{record.n_significant} of {n_layers} layers differ at α = {record.alpha:g} "
-            f"({correction}): layers {layer_list(record.significant_layers)}."
+            f"({correction}): {layers_phrase(record.significant_layers)}."
             if record.n_significant
             else f"no layer of {n_layers} differs at α = {record.alpha:g} ({correction})."
         )
     ]
     if record.survived_layers:
-        sentences.append(
-            f"Controlled |g| >= {delta:g}: layers {layer_list(record.survived_layers)}."
-        )
+        sentences.append(f"Controlled |g| >= {delta:g}: {layers_phrase(record.survived_layers)}.")
     if record.small_layers:
         sentences.append(
             f"Significant with a small controlled effect (|g| < {delta:g}, interval not within "
-            f"±{delta:g}): layers {layer_list(record.small_layers)}."
+            f"±{delta:g}): {layers_phrase(record.small_layers)}."
         )
     if record.negligible_layers:
         sentences.append(
             f"Significant but negligible (95% interval of g within ±{delta:g}): "
-            f"layers {layer_list(record.negligible_layers)}."
+            f"{layers_phrase(record.negligible_layers)}."
         )
     if record.explained_layers:
         sentences.append(
             "Significant before the controls and shown negligible after (explained by them): "
-            f"layers {layer_list(record.explained_layers)}."
+            f"{layers_phrase(record.explained_layers)}."
         )
     undetermined = [r for r in record.undetermined_layers if r in record.significant_raw_layers]
     if undetermined:
         sentences.append(
             "Significant before the controls, not detected after, but not shown negligible "
-            f"either: layers {layer_list(undetermined)}."
+            f"either: {layers_phrase(undetermined)}."
         )
     gain = [r.layer for r in record.layers if r.logloss_gain_ci_low > 0]
     sentences.append(
         f"The controls alone predict correctness with out-of-fold AUROC "
         f"{record.regression.auroc_controls:.3f}; "
         + (
-            f"adding the log-norm improves the held-out log-loss (95% CI above 0) at layers "
-            f"{layer_list(gain)}."
+            f"adding the log-norm improves the held-out log-loss (95% CI above 0) at "
+            f"{layers_phrase(gain)}."
             if gain
             else "adding the log-norm of any one layer does not improve the held-out log-loss "
             "(95% CI includes 0)."

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina._format import layer_list
+from lamina._format import layers_phrase
 from lamina.stats.catalog import SIGNED_CENTERS, is_divergence, unit
 from lamina.stats.clusters import cluster_pvalues
 from lamina.stats.corrections import resolution_note
@@ -175,7 +175,7 @@ def _notes(rows, perm: PermutationResult, options: StudyOptions) -> list[str]:
     if options.resolved_correction == "cluster":
         notes.append(
             "The cluster-mass correction supports clusters of adjacent layers, not single "
-            "layers: a layer marked significant lies in a significant cluster "
-            f"significant clusters: layers {layer_list([r.layer for r in rows if r.significant])})."
+            "layers: a layer marked significant lies in a significant cluster (here: "
+            f"{layers_phrase([r.layer for r in rows if r.significant])})."
         )
     return notes
