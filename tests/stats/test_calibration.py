@@ -52,10 +52,12 @@ def test_no_direct_effect_under_a_linear_confound_keeps_alpha_and_covers():
 
 
 def test_dependence_without_a_confound_keeps_part6_at_alpha_where_permutations_fail():
-    n_tables = 30
+    # few layers, many tables: the layers of one table share half their noise, so tables,
+    # not layers, carry the Monte-Carlo information
+    n_tables = 80
     cell = run_cell(
         n_tokens=N_TOKENS,
-        n_layers=8,
+        n_layers=3,
         confound="none",
         rho=0.9,
         n_tables=n_tables,
@@ -65,9 +67,10 @@ def test_dependence_without_a_confound_keeps_part6_at_alpha_where_permutations_f
     )
     rates = cell["rates"]
     assert rates["part6_shift_fwer"]["rate"] <= _bound(n_tables)
-    assert rates["part6_exchangeable_fwer"]["rate"] > 0.3  # the failure the shifts fix
-    assert rates["part6_g_coverage"]["rate"] >= 0.93
+    assert rates["part6_exchangeable_fwer"]["rate"] > 4 * ALPHA  # the failure the shifts fix
     assert rates["part7_fwer"]["rate"] <= _bound(n_tables)
+    assert rates["part7_g_coverage"]["rate"] >= 0.93
+    assert rates["part6_g_coverage"]["rate"] >= 0.93
 
 
 def test_power_is_the_same_for_either_sign():
