@@ -93,6 +93,7 @@ def run_cell(
             "part6_shift_fwer",
             "part6_shift_fwer_studentised",
             "part6_exchangeable_fwer",
+            "part6_exchangeable_effect_layers_found",
             "part6_effect_layers_found",
             "part6_effect_layers_found_studentised",
             "part6_g_coverage",
@@ -154,11 +155,15 @@ def _part6(table, rates, planted, n_permutations, exchangeable, seed, confound) 
             rates["part6_shift_fwer" + suffix].add(p.min() <= ALPHA)
         if planted.any():
             rates["part6_effect_layers_found" + suffix].add(p[planted] <= ALPHA, planted.sum())
-    if exchangeable and null_effect and confound == "none":
+    if exchangeable and confound == "none":
         perm = permutation_test(
             values, labels, n_permutations=n_permutations, robust_bins=True, seed=seed
         )
-        rates["part6_exchangeable_fwer"].add(perm.pvalue_maxstat.min() <= ALPHA)
+        if null_effect:
+            rates["part6_exchangeable_fwer"].add(perm.pvalue_maxstat.min() <= ALPHA)
+        else:
+            found = perm.pvalue_maxstat[planted] <= ALPHA
+            rates["part6_exchangeable_effect_layers_found"].add(found, planted.sum())
     if confound == "none":
         layout = shift_layout(window)
         order = layout.order
