@@ -137,3 +137,26 @@ def test_cli_errors_leave_no_output_file(tmp_path, capsys):
     assert main([*common[:3], "--text", str(short), "--out", str(out)]) == 2
     assert "at least two" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_extract_never_overwrites_its_input_or_a_file_it_did_not_write(tmp_path, capsys):
+    model, tokenizer = tiny_model("gpt2")
+    model_dir = tmp_path / "tiny-gpt2"
+    model.save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    precious = tmp_path / "precious.txt"
+    precious.write_text(CORPUS, encoding="utf-8")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes", encoding="utf-8")
+    common = ["extract", "--model", str(model_dir), "--text", str(precious), "--window", "16"]
+    assert main([*common, "--out", str(precious)]) == 2
+    assert "is an input text" in capsys.readouterr().err
+    assert precious.read_text(encoding="utf-8") == CORPUS
+    assert main([*common, "--out", str(notes)]) == 2
+    assert "is not a lamina token table" in capsys.readouterr().err
+    assert notes.read_text(encoding="utf-8") == "my notes"
+    # a token table lamina wrote is replaced, as before
+    out = tmp_path / "tokens.parquet"
+    assert main([*common, "--out", str(out)]) == 0
+    assert main([*common, "--out", str(out)]) == 0
+    assert not list(tmp_path.glob(".tokens.parquet*"))

@@ -198,6 +198,7 @@ def extract_to_file(
     from lamina._staging import output_file
     from lamina.table import write_table
 
+    check_output_path(out, corpus)
     with output_file(out):
         extracted = extract_table(
             model,
@@ -214,3 +215,35 @@ def extract_to_file(
         )
         write_table(extracted.table, out)
     return extracted.table
+
+
+def check_output_path(out: str | Path, corpus: Corpus) -> None:
+    """Refuse an ``out`` that is one of the corpus's input files, or an existing file that is
+    not a lamina token table: lamina replaces only files it wrote (checked before any model
+    loads)."""
+    import pyarrow.parquet as pq
+
+    from lamina.errors import OutputError
+    from lamina.table import METADATA_KEY
+
+    path = Path(out).expanduser()
+    target = path.resolve()
+    inputs = [Path(spec).expanduser() for spec in corpus.specs]
+    inputs += [Path(str(doc.provenance.source)) for doc in corpus.documents]
+    for candidate in inputs:
+        if candidate.is_file() and candidate.resolve() == target:
+            raise OutputError(
+                f"--out {out} is an input text; lamina never overwrites its input: "
+                "choose another --out."
+            )
+    if not path.is_file():
+        return
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except Exception:  # not Parquet at all (pyarrow raises several kinds)
+        metadata = {}
+    if METADATA_KEY.encode() not in metadata:
+        raise OutputError(
+            f"--out {out} exists and is not a lamina token table; lamina replaces only files "
+            "it wrote: choose another --out or remove that file."
+        )
