@@ -174,6 +174,8 @@ def test_controls_none_and_the_notebook_mode_have_no_part7():
         ({"controls": ("ctx_pos", "colour")}, "--controls 'colour' is unknown"),
         ({"controls": ("ctx_pos", "ctx_pos")}, "names a covariate twice"),
         ({"scheme": "bootstrap"}, "--scheme 'bootstrap' is unknown"),
+        ({"seed": -1}, "--seed -1 is invalid: give a whole number >= 0"),
+        ({"bins": 100_000}, "--bins 100000 is more than 10000"),
         ({"permute_within": "page"}, "--permute-within 'page' is unknown"),
         ({"min_effect": -1.0}, "--min-effect -1.0 must be"),
         ({"exclude": ("last",)}, "--exclude 'last' is unknown"),

@@ -117,6 +117,8 @@ BINLESS_ESTIMATORS: tuple[str, ...] = tuple(
 
 ALTERNATIVES: tuple[str, ...] = ("greater", "less", "two-sided")
 
+#: Most bins a histogram may have (the one-hot matrices of the permutation engine grow with it).
+MAX_BINS = 10_000
 #: numpy's bin-width rules (:func:`numpy.histogram_bin_edges`), plus ``"knuth"``.
 NUMPY_BIN_RULES: tuple[str, ...] = (
     "auto",

@@ -30,11 +30,7 @@ from scipy.special import gammaln
 
 from lamina.errors import InputError
 from lamina.stats._validation import as_finite_1d, check_bin_count, check_positive_int
-from lamina.stats.catalog import BIN_RULES, NUMPY_BIN_RULES
-
-#: A rule that asks for more bins than this is refused (it would make the
-#: one-hot matrices of the permutation engine unreasonably large).
-MAX_BINS = 10_000
+from lamina.stats.catalog import BIN_RULES, MAX_BINS, NUMPY_BIN_RULES
 
 #: Knuth's rule searches bin counts 2..KNUTH_MAX_BINS by default.
 KNUTH_MAX_BINS = 1000

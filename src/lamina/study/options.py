@@ -28,6 +28,7 @@ from lamina.stats.catalog import (
     ALTERNATIVES,
     BIN_RULES,
     CORRECTIONS,
+    MAX_BINS,
     STATISTICS,
     is_signed,
 )
@@ -223,6 +224,12 @@ class StudyOptions:
             )
         if self.layer < 0:
             raise InputError(f"--layer {self.layer} does not exist: layers are numbered from 0.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise InputError(f"--seed {self.seed} is invalid: give a whole number >= 0.")
+        if self.bin_rule is None and self.bins > MAX_BINS:
+            raise InputError(
+                f"--bins {self.bins} is more than {MAX_BINS}: give a smaller bin count."
+            )
 
     def _check_names(self) -> None:
         choices = (
