@@ -228,6 +228,12 @@ def _expected_site_columns(meta: dict) -> list[str]:
     return names
 
 
+def _first_names(names: list[str], first: int = 4) -> str:
+    """The first few of ``names`` for a sentence, and how many more there are."""
+    more = len(names) - first
+    return ", ".join(names[:first]) + (f" and {more} more" if more > 0 else "")
+
+
 def validate_table(table: pa.Table, where: str = "the token table") -> dict:
     """Check a token table against its own metadata; return the metadata.
 
@@ -251,15 +257,20 @@ def validate_table(table: pa.Table, where: str = "the token table") -> dict:
     present = set(table.column_names)
     unknown = [name for name in table.column_names if name not in types]
     missing = [name for name in expected if name not in present]
-    for problem, names in (("columns its metadata does not list", unknown), ("no", missing)):
-        if names:
-            listed = ", ".join(names[:4]) + (
-                f" and {len(names) - 4} more" if len(names) > 4 else ""
-            )
-            raise TableError(
-                f"{where} has {problem} columns {listed} (metadata: sites "
-                f"{', '.join(meta['sites'])}, {meta['n_layers']} layers); {redo}."
-            )
+    listed = _first_names
+    claimed = f"metadata: sites {', '.join(meta['sites'])}, {meta['n_layers']} layers"
+    if missing:
+        instead = f", but has {listed(unknown)} instead" if unknown else ""
+        raise TableError(
+            f"{where} has no column{'s' if len(missing) > 1 else ''} {listed(missing)}, which "
+            f"its metadata lists ({claimed}){instead}; give a renamed column its name back, "
+            "or re-create the file with `lamina extract`."
+        )
+    if unknown:
+        raise TableError(
+            f"{where} has columns its metadata does not list: {listed(unknown)} ({claimed}); "
+            f"{redo}."
+        )
     for field in table.schema:
         if field.type != types[field.name]:
             raise TableError(
@@ -281,13 +292,18 @@ def write_table(table: pa.Table, path: str | os.PathLike[str]) -> None:
         pq.write_table(table, tmp, compression="zstd")
 
 
-def read_table(path: str | os.PathLike[str]) -> pa.Table:
-    """Read a token table; :class:`TableError` if it is missing, not a token table, or
-    disagrees with its own metadata (:func:`validate_table`)."""
+def require_table_path(path: str | os.PathLike[str]) -> None:
+    """:class:`TableError` if nothing is at ``path`` (cheap: a command checks it first)."""
     if not os.path.exists(path):
         raise TableError(
             f"no token table at {path}; create one with `lamina extract --out {path}`."
         )
+
+
+def read_table(path: str | os.PathLike[str]) -> pa.Table:
+    """Read a token table; :class:`TableError` if it is missing, not a token table, or
+    disagrees with its own metadata (:func:`validate_table`)."""
+    require_table_path(path)
     if os.path.isdir(path):
         raise TableError(f"{path} is a directory, not a token table file; give its .parquet file.")
     try:
@@ -297,7 +313,11 @@ def read_table(path: str | os.PathLike[str]) -> pa.Table:
     metadata = table_metadata(table)
     missing = [name for name in SCORE_COLUMNS if name not in table.column_names]
     if missing:
-        raise TableError(f"{path} lacks the token-table columns {', '.join(missing)}.")
+        raise TableError(
+            f"{path} lacks the token-table column{'s' if len(missing) > 1 else ''} "
+            f"{_first_names(missing)}; give a renamed column its name back, or re-create the "
+            "file with `lamina extract`."
+        )
     version = metadata.get("format_version")
     if version not in READABLE_VERSIONS:
         raise TableError(

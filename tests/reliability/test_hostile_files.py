@@ -281,7 +281,10 @@ TAMPERING = {
     "metadata is a list": (lambda t, m: (t, [m]), "is a JSON list, not an object"),
     "metadata is not JSON": (lambda t, m: (t, b"{not json"), "not valid JSON"),
     "fewer layers claimed": (lambda t, m: (t, {**m, "n_layers": 5}), "columns its metadata"),
-    "more layers claimed": (lambda t, m: (t, {**m, "n_layers": 7}), "no columns attn_out.6"),
+    "more layers claimed": (
+        lambda t, m: (t, {**m, "n_layers": 7}),
+        "no column attn_out.6, which its metadata lists",
+    ),
     "site renamed": (lambda t, m: (t, {**m, "sites": ["mlp_out"]}), "metadata: sites mlp_out"),
     "column renamed": (lambda t, m: (_rename(t, "attn_out.3", "attn_out.30"), m), "attn_out.30"),
     "column retyped": (lambda t, m: (_retype(t, "attn_out.2"), m), "is double, not float"),

@@ -123,6 +123,94 @@ def test_run_option_errors_come_before_any_loading(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_unknown_primary_site_is_rejected_before_any_loading(tmp_path, capsys):
+    code, stdout, stderr = run_cli(
+        ["run", "--model", "nowhere", "--out", tmp_path, "--site", "foo"], capsys
+    )
+    assert code == 2
+    assert stdout == ""
+    assert stderr == (
+        "lamina: error: --site 'foo' is unknown: use one of attn_out, mlp_out, resid_post.\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_clamped_diagnostic_permutations_are_stated(table_file, tmp_path, capsys):
+    argv = ["analyze", table_file, "--layer", 2, "--sweep-bins", 8, 9]
+    out = tmp_path / "clamped"
+    code, _, _ = run_cli(
+        [*argv, "--out", out, "--permutations", 19, "--diagnostic-permutations", 5000], capsys
+    )
+    assert code == 0
+    part4 = json.loads((out / "results.json").read_text())["part4"]
+    assert part4["diagnostic_permutations"] == 19
+    assert part4["diagnostic_note"] == (
+        "the Part 4 diagnostics used 19 permutations, not --diagnostic-permutations 5000: "
+        "they never use more than --permutations (19)."
+    )
+    out = tmp_path / "as_asked"
+    code, _, _ = run_cli(
+        [*argv, "--out", out, "--permutations", 19, "--diagnostic-permutations", 19], capsys
+    )
+    assert code == 0
+    part4 = json.loads((out / "results.json").read_text())["part4"]
+    assert part4["diagnostic_permutations"] == 19
+    assert part4["diagnostic_note"] is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "attn_out.2",
+            "layer_2",
+            "has no column attn_out.2, which its metadata lists (metadata: sites attn_out, "
+            "4 layers), but has layer_2 instead; give a renamed column its name back, or "
+            "re-create the file with `lamina extract`.",
+        ),
+        (
+            "correct",
+            "is_correct",
+            "lacks the token-table column correct; give a renamed column its name back, or "
+            "re-create the file with `lamina extract`.",
+        ),
+    ],
+)
+def test_a_renamed_column_is_named_in_one_sentence(table_file, tmp_path, capsys, old, new, message):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(table_file)
+    renamed = table.rename_columns([new if n == old else n for n in table.column_names])
+    path = tmp_path / "renamed.parquet"
+    pq.write_table(renamed.replace_schema_metadata(table.schema.metadata), path)
+    code, stdout, stderr = run_cli(["analyze", path, "--out", tmp_path / "never"], capsys)
+    assert code == 2
+    assert stdout == ""
+    assert stderr == f"lamina: error: {path} {message}\n"
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_missing_table_is_refused_before_the_heavy_imports(tmp_path):
+    import subprocess
+    import sys
+
+    missing = tmp_path / "missing.parquet"
+    child = (
+        "import sys\n"
+        "from lamina.cli import main\n"
+        f"code = main(['analyze', {str(missing)!r}])\n"
+        "print(code, sorted(m for m in ('torch', 'matplotlib', 'scipy') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout == "2 []\n"
+    assert done.stderr == (
+        f"lamina: error: no token table at {missing}; create one with "
+        f"`lamina extract --out {missing}`.\n"
+    )
+
+
 def test_shared_options_are_accepted_by_every_command_they_apply_to(table_file, tmp_path, capsys):
     out = tmp_path / "shared"
     argv = ["analyze", table_file, "--out", out, "--layer", 2, "--permutations", 49]

@@ -189,6 +189,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from lamina.table import require_table_path
+
+    require_table_path(args.table)  # before the heavy imports of the pipeline
     from lamina.pipeline import analyze_path
     from lamina.report.summary import format_summary
 

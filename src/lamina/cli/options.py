@@ -11,6 +11,7 @@ import argparse
 from typing import Any
 
 from lamina.capture.sites import SITES
+from lamina.errors import InputError
 from lamina.sources import DEFAULT_MODEL, DEFAULT_TEXT
 from lamina.stats.catalog import ALTERNATIVES, BIN_RULES, CORRECTIONS, STATISTICS
 from lamina.study.options import (
@@ -20,6 +21,7 @@ from lamina.study.options import (
     CONTROL_NAMES,
     CORRECTION_SCOPES,
     EXCLUDABLE,
+    HEAD_SITE,
     PERMUTE_WITHIN,
     SCHEMES,
     StudyOptions,
@@ -453,9 +455,17 @@ def add_controls_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def primary_site(value: str) -> str:
+    """The site of ``--site``, checked by name before anything loads."""
+    if value not in SITES:
+        per_layer = ", ".join(site for site in SITES if site != HEAD_SITE)
+        raise InputError(f"--site {value!r} is unknown: use one of {per_layer}.")
+    return value
+
+
 def study_options(args: argparse.Namespace) -> StudyOptions:
     return StudyOptions(
-        site=args.site,
+        site=primary_site(args.site),
         layer=args.layer,
         bins=args.bins,
         bin_rule=args.bin_rule,

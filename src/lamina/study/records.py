@@ -272,6 +272,7 @@ class Divergences(Record):
     js_sweep: BinSweep
     binless: list[Estimator]
     diagnostic_permutations: int
+    diagnostic_note: str | None = None
 
 
 # ----------------------------------------------------------------------------- Part 5

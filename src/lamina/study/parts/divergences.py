@@ -40,6 +40,18 @@ def divergences(
             binless_estimator(x, labels, name, m, options.seed) for name in BINLESS_ESTIMATORS
         ],
         diagnostic_permutations=m,
+        diagnostic_note=diagnostic_note(options),
+    )
+
+
+def diagnostic_note(options: StudyOptions) -> str | None:
+    """A sentence when the diagnostics run fewer permutations than asked, else None."""
+    asked, m = options.diagnostic_permutations, options.n_diagnostic_permutations
+    if asked <= m:
+        return None
+    return (
+        f"the Part 4 diagnostics used {m} permutations, not --diagnostic-permutations {asked}: "
+        f"they never use more than --permutations ({options.permutations})."
     )
 
 
