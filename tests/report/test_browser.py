@@ -300,3 +300,20 @@ def test_the_comparison_chart_shows_absolute_layers(driver, tmp_path):
     point = compared.comparison["series"][1]["points"][3]
     assert info["Hedges' g"] == f"{point['hedges_g']:.3g}"
     assert [e for e in driver.get_log("browser") if e["level"] == "SEVERE"] == []
+
+
+def test_the_header_timestamp_stays_on_one_line(driver, report):
+    """The timestamp is one unbreakable span, even where the header is narrow."""
+    from selenium.webdriver.common.by import By
+
+    size = driver.get_window_size()
+    driver.set_window_size(360, 800)
+    try:
+        driver.get(report.resolve().as_uri())
+        created = driver.find_element(By.ID, "created")
+        assert created.text == "created 2000-01-01T00:00:00Z"
+        assert created.value_of_css_property("white-space") == "nowrap"
+        lines = driver.execute_script("return arguments[0].getClientRects().length;", created)
+        assert lines == 1
+    finally:
+        driver.set_window_size(size["width"], size["height"])

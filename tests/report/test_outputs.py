@@ -323,3 +323,69 @@ def test_a_failing_figure_stops_the_rendering_child(result, monkeypatch):
     assert not thread.is_alive(), "render_figures waits forever on its rendering child"
     assert isinstance(outcome.get("error"), RuntimeError)
     assert "this figure failed" in str(outcome["error"])
+
+
+def _provenance(page: str) -> str:
+    section = page[page.index('<section id="provenance">') :]
+    return section[: section.index("</section>")]
+
+
+def test_provenance_shows_windows_sites_and_part7_settings(result, outputs):
+    """The windows, the sites analysed and Part 7's settings are in the provenance table;
+    an older results.json without them still renders, without those rows."""
+    results = load_results(outputs.out_dir)
+    prov = _provenance((outputs.out_dir / "report.html").read_text())
+    assert "<td>windows</td><td>mode middle, window 400; 1 window</td>" in prov
+    assert "<td>sites</td><td>primary <code>attn_out</code>; analysed <code>attn_out</code>" in prov
+    assert "<td>null</td><td>scheme shift, series auto</td>" in prov
+    controls = ", ".join(f"<code>{c}</code>" for c in results["parameters"]["controls"])
+    assert f"<td>Part 7</td><td>controls {controls}; min-effect 0.1</td>" in prov
+    older = json.loads(json.dumps(results))
+    del older["provenance"]["windows"], older["provenance"]["sites"]
+    for key in ("sites", "controls", "scheme", "permute_within", "min_effect"):
+        del older["parameters"][key]
+    pngs = {n: (outputs.out_dir / "figures" / f"{n}.png").read_bytes() for n in FIGURE_NAMES}
+    prov = _provenance(render_report(older, pngs))
+    for name in ("windows", "sites", "null", "Part 7"):
+        assert f"<td>{name}</td>" not in prov
+
+
+def test_the_header_timestamp_does_not_wrap(outputs):
+    page = (outputs.out_dir / "report.html").read_text()
+    assert re.search(r"\.nowrap \{ white-space: nowrap; \}", page)
+    header = page[page.index("<header>") : page.index("</header>")]
+    assert '<span class="nowrap" id="created">created 2000-01-01T00:00:00Z</span>' in header
+
+
+def _table_cells(page: str, start: str) -> list[list[str]]:
+    """The data rows' cells (tags stripped) of the table that starts at ``start``."""
+    table = page[page.index(start) :]
+    table = table[: table.index("</table>")]
+    rows = [row for row in table.split("<tr")[1:] if "<td" in row]
+    return [
+        [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", r, re.S)]
+        for r in rows
+    ]
+
+
+def _decimal_counts(cells: list[str]) -> set[int]:
+    return {len(c.split(".")[1]) if "." in c else 0 for c in cells}
+
+
+def test_table_statistics_have_one_number_of_decimals_per_column(outputs):
+    """Statistic columns show fixed decimals, so their digits line up (no trailing zeros
+    dropped); the prose keeps its significant digits."""
+    page = (outputs.out_dir / "report.html").read_text()
+    layers = _table_cells(page, '<table id="layers">')
+    statistic, null = [row[4] for row in layers], [row[5] for row in layers]
+    assert len(_decimal_counts(statistic + null)) == 1, statistic + null
+    part4 = page[page.index('<section id="part4">') :]
+    divergences = _table_cells(part4, "<table>")
+    assert len(divergences) == 4
+    assert len(_decimal_counts([c for row in divergences for c in row[1:3]])) == 1, divergences
+    sweep = _table_cells(part4, "<summary>JS divergence for every bin count</summary>")
+    assert len(sweep) == OPTIONS.sweep_bins[1] - OPTIONS.sweep_bins[0] + 1
+    assert len(_decimal_counts([c for row in sweep for c in row[1:4]])) == 1, sweep
+    assert _decimal_counts([row[4] for row in sweep]) == {2}
+    significant = _decimal_counts(statistic)
+    assert significant.pop() >= 3  # the largest value still has four significant digits

@@ -41,9 +41,19 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def _fmt_fixed(value: Any, decimals: int = 4, signed: bool = False) -> str:
-    if value is None:
+    """A number with ``decimals`` decimals (a table column's cells line up); '–' for missing."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+
+
+def _decimals(values: Any, digits: int = 4) -> int:
+    """The decimals a table column needs to show its largest value with ``digits``
+    significant digits (``fmt``'s precision): one count for every cell of the column."""
+    finite = [abs(v) for v in values if isinstance(v, int | float) and math.isfinite(v) and v]
+    if not finite:
+        return digits
+    return min(8, max(0, digits - 1 - math.floor(math.log10(max(finite)))))
 
 
 def _fmt_p(value: Any) -> str:
@@ -81,7 +91,13 @@ def _environment():
         keep_trailing_newline=True,
     )
     env.filters.update(
-        fmt=_fmt, fixed=_fmt_fixed, p=_fmt_p, pct=_fmt_pct, display=_display, milli=_milli
+        fmt=_fmt,
+        fixed=_fmt_fixed,
+        decimals=_decimals,
+        p=_fmt_p,
+        pct=_fmt_pct,
+        display=_display,
+        milli=_milli,
     )
     return env
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from lamina.report._style import OKABE_ITO, SITE_SERIES
 from lamina.report.figures._common import display, new_figure, significance_handles
-from lamina.stats.catalog import axis_label
+from lamina.stats.catalog import axis_label, label, short
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -29,6 +29,13 @@ def series_style(k: int) -> tuple[str, str]:
 
 def _values(points: list[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([np.nan if p[key] is None else p[key] for p in points], dtype=np.float64)
+
+
+def _excess_label(statistic: str) -> str:
+    """Panel B's y-label: the statistic's short name minus the null mean, its units below
+    (the full name of a divergence runs past the panel)."""
+    units = axis_label(statistic).removeprefix(label(statistic)).strip()
+    return f"{short(statistic)} − null mean" + (f"\n{units}" if units else "")
 
 
 def figure_compare(comparison: Mapping[str, Any]) -> Figure:
@@ -85,8 +92,8 @@ def figure_compare(comparison: Mapping[str, Any]) -> Figure:
     )
     ax_s.set(
         xlabel=comparison["axis_label"],
-        ylabel=f"{axis_label(statistic)} − null mean",
-        title="B  Statistic minus its permutation null's mean",
+        ylabel=_excess_label(statistic),
+        title=f"B  {label(statistic)} minus its permutation null's mean",
     )
     handles += significance_handles()
     fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=7.5)
