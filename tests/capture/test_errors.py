@@ -114,11 +114,17 @@ def test_a_module_that_is_not_called_is_an_error():
         )
 
 
-def test_cli_errors_leave_no_output_file(tmp_path, capsys):
+def _saved_tiny_gpt2(tmp_path):
+    """A tiny random GPT-2 saved as a model directory the CLI can load."""
     model, tokenizer = tiny_model("gpt2")
     model_dir = tmp_path / "tiny-gpt2"
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
+    return model_dir
+
+
+def test_cli_errors_leave_no_output_file(tmp_path, capsys):
+    model_dir = _saved_tiny_gpt2(tmp_path)
     text = tmp_path / "text.txt"
     text.write_text(CORPUS, encoding="utf-8")
     out = tmp_path / "tokens.parquet"
@@ -140,10 +146,7 @@ def test_cli_errors_leave_no_output_file(tmp_path, capsys):
 
 
 def test_extract_never_overwrites_its_input_or_a_file_it_did_not_write(tmp_path, capsys):
-    model, tokenizer = tiny_model("gpt2")
-    model_dir = tmp_path / "tiny-gpt2"
-    model.save_pretrained(model_dir)
-    tokenizer.save_pretrained(model_dir)
+    model_dir = _saved_tiny_gpt2(tmp_path)
     precious = tmp_path / "precious.txt"
     precious.write_text(CORPUS, encoding="utf-8")
     notes = tmp_path / "notes.txt"
