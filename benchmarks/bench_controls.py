@@ -78,7 +78,7 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
     from lamina.stats.conditional import conditional_test, residualise
     from lamina.study.options import StudyOptions
     from lamina.study.parts.controls import controls
-    from lamina.study.parts.profile import all_layers_test
+    from lamina.study.parts.profile import all_layers_test, laminar_profile
     from lamina.study.prepare import prepare_table
     from lamina.study.serial import serial_structure
     from lamina.table import read_table
@@ -90,7 +90,7 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
     layer = 4 if size["n_layers"] > 4 else 0
     options = StudyOptions(permutations=size["permutations"], layer=layer)
     data = prepare_table(table, options)
-    perm = all_layers_test(data, options)
+    profile = laminar_profile(all_layers_test(data, options), data, options)
     serial = serial_structure(data, options)
     order = serial.layout.order
     chosen = {c: data.covariates.values[c][data.keep][order] for c in options.controls}
@@ -107,7 +107,7 @@ def measure(size: dict, table_path: str | None, repeats: int) -> dict:
             serial.layout,
             n_permutations=options.permutations,
         )
-        record = _timed(times, "Part 7 (all of it)", controls, perm, data, options)
+        record = _timed(times, "Part 7 (all of it)", controls, profile, data, options)
     seconds = {k: statistics.median(v) for k, v in times.items()}
     baseline = seconds["Part 6 (baseline)"]
     return {

@@ -10,7 +10,7 @@ import pytest
 from lamina.errors import InputError
 from lamina.study import StudyOptions, analyze_table
 from lamina.study.parts.controls import controls
-from lamina.study.parts.profile import all_layers_test
+from lamina.study.parts.profile import all_layers_test, laminar_profile
 from lamina.study.prepare import prepare_table
 from study.token_tables import token_table
 
@@ -32,7 +32,8 @@ def confounded(rng, n=300, n_layers=5, planted=None, shift=0.5):
 def part7(table, **options):
     opts = StudyOptions(**{"controls": ("ctx_pos",), "bins": 10, **options})
     data = prepare_table(table, opts)
-    return all_layers_test(data, opts), controls(all_layers_test(data, opts), data, opts)
+    perm = all_layers_test(data, opts)
+    return perm, controls(laminar_profile(perm, data, opts), data, opts)
 
 
 @pytest.mark.slow

@@ -26,9 +26,9 @@ import math
 import numpy as np
 
 from lamina.stats.conditional import partial_association
-from lamina.stats.dependence import block_length
+from lamina.stats.corrections import maxstat_pvalues
 from lamina.stats.permutation import permutation_test
-from lamina.stats.resampling import hedges_g_intervals, make_blocks
+from lamina.stats.resampling import bootstrap_blocks, hedges_g_intervals
 from lamina.stats.shifts import shift_layout
 from lamina.stats.simulation import simulate_table
 
@@ -62,13 +62,13 @@ class Rate:
 
 
 def _maxstat(observed: np.ndarray, null: np.ndarray, studentise: bool) -> np.ndarray:
-    """Max-statistic p-values, raw or with each column standardised by its null."""
+    """Max-statistic p-values of an unsigned statistic, raw or with each column
+    standardised by its null (:func:`lamina.stats.corrections.maxstat_pvalues`)."""
     if studentise:
         centre, sd = null.mean(axis=0), null.std(axis=0)
         sd = np.where(sd > 0, sd, 1.0)
         observed, null = (observed - centre) / sd, (null - centre) / sd
-    maxima = null.max(axis=1)
-    return (1 + (maxima[:, None] >= observed[None, :] - 1e-12).sum(axis=0)) / (1 + null.shape[0])
+    return maxstat_pvalues(observed, null, "greater")
 
 
 def run_cell(
@@ -170,8 +170,7 @@ def _part6(table, rates, planted, n_permutations, exchangeable, seed, confound) 
         y = labels[order].astype(np.float64)
         x = values[order]
         products = (x - x.mean(axis=0)) * (y - y.mean())[:, None]
-        length = min(block_length(products, layout), max(1, y.size // 20))
-        ci = hedges_g_intervals(x, labels[order], make_blocks(layout, length), seed=seed)
+        ci = hedges_g_intervals(x, labels[order], bootstrap_blocks(products, layout), seed=seed)
         rates["part6_g_coverage"].add(
             (ci[:, 0] <= table.true_g) & (table.true_g <= ci[:, 1]), values.shape[1]
         )

@@ -251,12 +251,10 @@ def partial_association(
     Table order in: ``values`` (n, L), ``labels`` (n,) bool, ``controls`` name ->
     (n,) values, ``series`` (n,) integer codes of the windows or documents (None:
     one series; rows in text order within a series). The bootstrap's block length
-    is :func:`lamina.stats.dependence.block_length` of the residuals' products,
-    at most n / 20.
+    is :func:`lamina.stats.resampling.bootstrap_blocks`' for the residuals' products.
     """
     from lamina.stats.adjustment import control_basis
-    from lamina.stats.dependence import block_length
-    from lamina.stats.resampling import make_blocks
+    from lamina.stats.resampling import bootstrap_blocks
     from lamina.stats.shifts import shift_layout
 
     x = np.asarray(values, dtype=np.float64)
@@ -268,7 +266,6 @@ def partial_association(
     basis = control_basis({k: np.asarray(v)[order] for k, v in controls.items()}, lab.size)
     res = residualise(x[order], lab[order], basis)
     test = conditional_test(res, layout, n_permutations=n_permutations, seed=seed, scheme=scheme)
-    length = min(block_length(res.rx * res.ry[:, None], layout), max(1, lab.size // 20))
-    blocks = make_blocks(layout, length)
+    blocks = bootstrap_blocks(res.rx * res.ry[:, None], layout)
     effects = controlled_effects(res, blocks, n_bootstrap=n_bootstrap, seed=seed + 1)
     return PartialAssociation(layout, basis, res, test, blocks, effects)

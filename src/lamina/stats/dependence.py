@@ -39,12 +39,6 @@ REPORTED_LAGS = 5
 ESS_LAGS = 20
 
 
-def _pair_mask(layout: ShiftLayout, lag: int) -> np.ndarray:
-    """Bool (n - lag,): token t and t + lag lie in the same series."""
-    series = np.repeat(np.arange(layout.n_series), layout.sizes)
-    return series[lag:] == series[:-lag]
-
-
 def autocorrelation(values, layout: ShiftLayout, max_lag: int) -> np.ndarray:
     """Lag-1 .. ``max_lag`` autocorrelations within series: (max_lag, L) (NaN where undefined).
 
@@ -56,10 +50,11 @@ def autocorrelation(values, layout: ShiftLayout, max_lag: int) -> np.ndarray:
     centred = x - x.mean(axis=0)
     denom = (centred**2).sum(axis=0)
     out = np.full((max_lag, x.shape[1]), np.nan)
+    series = np.repeat(np.arange(layout.n_series), layout.sizes)
     for lag in range(1, max_lag + 1):
         if lag >= x.shape[0]:
             break
-        same = _pair_mask(layout, lag)
+        same = series[lag:] == series[:-lag]  # token t and t + lag lie in one series
         if not same.any():
             continue
         products = centred[lag:][same] * centred[:-lag][same]

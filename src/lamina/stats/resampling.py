@@ -33,6 +33,8 @@ from lamina.stats.shifts import ShiftLayout
 N_BOOTSTRAP = 1000
 #: Working memory of one block of resample counts (bytes).
 COUNTS_BYTES = 32 * 2**20
+#: A bootstrap has at least this many blocks (the block length is capped at n / this).
+MIN_BLOCKS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +67,17 @@ def make_blocks(layout: ShiftLayout, length: int) -> Blocks:
         ids[start : start + size] = next_id + local
         next_id += int(local.max()) + 1 if size else 0
     return Blocks(ids=ids, n_blocks=next_id, length=length)
+
+
+def bootstrap_blocks(products, layout: ShiftLayout) -> Blocks:
+    """The blocks of a bootstrap of the means of ``products`` (n, c) in series order: the
+    Politis-White length (:func:`lamina.stats.dependence.block_length`, the largest over
+    columns), at most ``n / MIN_BLOCKS`` so that there are at least :data:`MIN_BLOCKS`."""
+    from lamina.stats.dependence import block_length
+
+    n = layout.n_tokens
+    length = min(block_length(products, layout), max(1, n // MIN_BLOCKS))
+    return make_blocks(layout, length)
 
 
 def resampled_sums(block_sums: np.ndarray, n_bootstrap: int, seed: int) -> np.ndarray:

@@ -98,6 +98,7 @@ def analyze_table(
     x, labels = data.layer_values, data.labels
 
     perm = all_layers_test(data, options)
+    part6 = laminar_profile(perm, data, options)
     single, column = single_layer_test(data, options, perm)
     part3 = layer_histograms(x, labels, options, all_values=data.values, layers=data.layers)
     result = StudyResult(
@@ -121,9 +122,9 @@ def analyze_table(
         part3=part3,
         part4=divergences(x, labels, options, part3.edges),
         part5=significance(single, column, options),
-        part6=laminar_profile(perm, data, options),
+        part6=part6,
         sites=site_profiles(table, options, data, perm),
-        part7=controls(perm, data, options),
+        part7=controls(part6, data, options),
         data=StudyData(
             correct=data.correct,
             ctx_pos=data.ctx_pos,

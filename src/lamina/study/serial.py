@@ -5,7 +5,7 @@ Tokens of a text are not independent; every test of Parts 5-7 draws its null by
 the options' ``scheme`` within the options' ``series`` (:mod:`lamina.stats.shifts`),
 and every interval resamples blocks of consecutive tokens
 (:mod:`lamina.stats.resampling`) whose length is chosen from the data
-(:func:`lamina.stats.dependence.block_length`). Computed once per prepared
+(:func:`lamina.stats.resampling.bootstrap_blocks`). Computed once per prepared
 table and kept on it.
 """
 
@@ -19,16 +19,12 @@ from lamina.stats.dependence import (
     ESS_LAGS,
     REPORTED_LAGS,
     autocorrelation,
-    block_length,
     effective_tokens,
 )
-from lamina.stats.resampling import Blocks, make_blocks
+from lamina.stats.resampling import Blocks, bootstrap_blocks
 from lamina.stats.shifts import ShiftLayout, shift_layout
 from lamina.study.options import StudyOptions
 from lamina.study.prepare import Prepared
-
-#: A bootstrap has at least this many blocks (the block length is capped at n / this).
-MIN_BLOCKS = 20
 
 SCHEME_WORDS = {
     "shift": "circular shifts of the labels within each {series}, which keep serial dependence",
@@ -83,8 +79,6 @@ def serial_structure(data: Prepared, options: StudyOptions) -> Serial:
     y = data.labels[layout.order].astype(np.float64)
     centred = (x - x.mean(axis=0)) * (y - y.mean())[:, None]
     n = y.size
-    length = block_length(centred, layout)
-    length = int(min(length, max(1, n // MIN_BLOCKS)))
     lags = max(REPORTED_LAGS, ESS_LAGS)
     acf_x = autocorrelation(x, layout, lags)
     acf_y = autocorrelation(y, layout, lags)[:, 0]
@@ -95,7 +89,7 @@ def serial_structure(data: Prepared, options: StudyOptions) -> Serial:
         n_series=layout.n_series,
         codes=codes,
         layout=layout,
-        blocks=make_blocks(layout, length),
+        blocks=bootstrap_blocks(centred, layout),
         label_acf=acf_y[:REPORTED_LAGS],
         values_acf=acf_x[:REPORTED_LAGS],
         effective_tokens=effective_tokens(acf_x, acf_y, n),

@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from lamina.stats.catalog import SIGNED_CENTERS
 from lamina.stats.clusters import cluster_pvalues
 from lamina.stats.conditional import partial_association
 from lamina.stats.corrections import resolution_note
 from lamina.stats.discrimination import FOLD_RULE, out_of_fold
 from lamina.stats.effects import Z_975
-from lamina.stats.permutation import PermutationResult
 from lamina.stats.regression import one_step_log_odds
 from lamina.study.options import StudyOptions
 from lamina.study.parts._controls_words import (
@@ -48,6 +46,7 @@ from lamina.study.records import (
     AdjustmentSummary,
     ControlledLayer,
     Controls,
+    LaminarProfile,
     RegressionSummary,
 )
 from lamina.study.serial import serial_structure
@@ -59,8 +58,9 @@ ODDS_METHOD = (
 )
 
 
-def controls(perm: PermutationResult, data: Prepared, options: StudyOptions) -> Controls | None:
-    """Part 7 from the prepared table and Part 6's test ``perm`` (None when it does not run)."""
+def controls(profile: LaminarProfile, data: Prepared, options: StudyOptions) -> Controls | None:
+    """Part 7 from the prepared table and Part 6's ``profile``, whose raw effects and verdicts
+    it sets beside its own (None when Part 7 does not run)."""
     if not options.controls_on or data.covariates is None:
         return None
     covariates = data.covariates
@@ -95,14 +95,12 @@ def controls(perm: PermutationResult, data: Prepared, options: StudyOptions) -> 
         design,
         found.blocks.ids,
     )
-    oof = out_of_fold(
-        res.rx, labels, basis.q * np.sqrt(labels.size), serial.blocks, seed=options.seed + 2
-    )
+    oof = out_of_fold(res.rx, labels, design, serial.blocks, seed=options.seed + 2)
     note = resolution_note(
         options.correction, values.shape[1], test.n_permutations, options.alpha, exact=test.exact
     )
     notes += [note] if note else []
-    layers = _layers(perm, found, odds, oof, serial, data, options)
+    layers = _layers(profile, found, odds, oof, serial, data, options)
     adjustment = AdjustmentSummary(
         controls=list(used),
         terms=basis.terms,
@@ -173,23 +171,6 @@ def _record(data, options, used, notes, adjustment, balance, regression, layers,
     return record
 
 
-def corrected_pvalues(perm: PermutationResult) -> dict[str, np.ndarray]:
-    """Every correction's p-values of an all-layer test (cluster-mass included)."""
-    return {
-        "none": np.ravel(perm.pvalue),
-        "maxstat": np.ravel(perm.pvalue_maxstat),
-        "holm": np.ravel(perm.pvalue_holm),
-        "fdr": np.ravel(perm.pvalue_fdr),
-        "cluster": cluster_pvalues(
-            perm.statistic,
-            perm.null_distribution,
-            perm.alternative,
-            center=SIGNED_CENTERS.get(perm.statistic_name),
-            includes_observed=perm.exact,
-        ),
-    }
-
-
 def conditional_pvalues(test) -> dict[str, np.ndarray]:
     """Every correction's p-values of the conditional test (cluster-mass on the studentised
     statistics, two-sided about 0)."""
@@ -212,38 +193,29 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
-def _layers(perm, found, odds, oof, serial, data, options):
-    """One :class:`ControlledLayer` per layer."""
+def _layers(profile, found, odds, oof, serial, data, options):
+    """One :class:`ControlledLayer` per layer (Part 6's row of the layer for the raw effect)."""
     test, effects = found.test, found.effects
-    raw_p = corrected_pvalues(perm)[options.correction]
     cond_p = conditional_pvalues(test)
     chosen_p = cond_p[options.correction]
-    part6 = {int(layer): j for j, layer in enumerate(data.layers)}
     null_abs = np.abs(test.null_distribution)
     with np.errstate(over="ignore", invalid="ignore"):
         log_or = np.stack((odds.coef, odds.coef - Z_975 * odds.se, odds.coef + Z_975 * odds.se))
         odds_ratio = np.exp(log_or)
-    from lamina.stats.effects import hedges_g
-    from lamina.study.parts.profile import _g_intervals
-
-    raw_ci = _g_intervals(data.values, data.labels, serial, options)
     rows = []
-    for j, layer in enumerate(data.layers):
-        x = data.values[:, part6[int(layer)]]
-        g_raw = float(hedges_g(x[data.labels], x[~data.labels]))
+    for j, (layer, raw) in enumerate(zip(data.layers, profile.layers, strict=True)):
         significant = bool(chosen_p[j] <= options.alpha)
         g_lo, g_hi = effects.hedges_g_ci[j]
         negligible = bool(
             np.isfinite(g_lo) and -options.min_effect < g_lo and g_hi < options.min_effect
         )
-        significant_raw = bool(raw_p[j] <= options.alpha)
         rows.append(
             ControlledLayer(
                 layer=int(layer),
-                hedges_g_raw=g_raw,
-                hedges_g_raw_ci_low=float(raw_ci[j, 0]),
-                hedges_g_raw_ci_high=float(raw_ci[j, 1]),
-                significant_raw=significant_raw,
+                hedges_g_raw=raw.hedges_g,
+                hedges_g_raw_ci_low=raw.hedges_g_ci_low,
+                hedges_g_raw_ci_high=raw.hedges_g_ci_high,
+                significant_raw=raw.significant,
                 statistic=float(test.statistic[j]),
                 null_sd=float(test.null_sd[j]),
                 null_q95=float(np.quantile(null_abs[:, j], 0.95)),
@@ -262,7 +234,7 @@ def _layers(perm, found, odds, oof, serial, data, options):
                 hedges_g_ci_high=_finite(g_hi),
                 negligible=negligible,
                 verdict=verdict(
-                    significant, significant_raw, negligible, effects.hedges_g[j], options
+                    significant, raw.significant, negligible, effects.hedges_g[j], options
                 ),
                 odds_ratio=_finite(odds_ratio[0, j]),
                 odds_ratio_ci_low=_finite(odds_ratio[1, j]),
