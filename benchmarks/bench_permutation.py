@@ -53,7 +53,7 @@ from scipy.special import rel_entr
 
 from lamina import backends, stats
 from lamina._io import atomic_open
-from lamina.backends import calibration
+from lamina.backends import autotune
 from lamina.backends.counts import TILE_TOKENS
 from lamina.stats import _kernels
 from lamina.stats._labellings import labelling_rows
@@ -151,7 +151,7 @@ def calibrate(n: int, n_layers: int, m: int) -> dict:
     )
     candidates = [b for b in backends.NAMES if backends.available(b)]
     seconds, _ = timed(
-        lambda: calibration.calibrate(candidates, *calibration.shape_class(rows, n, total_bins))
+        lambda: autotune.calibrate(candidates, *autotune.shape_class(rows, n, total_bins))
     )
     return {"choice": choice.name, "reason": choice.reason, "calibration_seconds": seconds}
 

@@ -84,7 +84,7 @@ def measure(case: str, table, repeats: int, quick: bool) -> dict:
 
     from lamina.pipeline import write_outputs
     from lamina.study import StudyOptions, analyze_table
-    from lamina.study.tokens import token_view
+    from lamina.study.token_view import token_view
 
     # the defaults (layer 4, 1,000 permutations); the tiny model has 2 layers
     single = StudyOptions(layer=1, permutations=99) if quick else StudyOptions()

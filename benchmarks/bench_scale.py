@@ -415,7 +415,7 @@ def child_main(spec_path: str) -> None:
     import torch
 
     from lamina.capture.windows import WindowOptions
-    from lamina.pipeline.extract import ExtractionOptions, extract_table
+    from lamina.pipeline.run_extraction import ExtractionOptions, extract_table
     from lamina.sources import load_corpus
     from lamina.table import write_table
 

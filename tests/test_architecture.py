@@ -40,7 +40,7 @@ ALLOWED = {
         "lamina.table",
         "lamina.stats",
         "lamina.capture.windows",
-        "lamina.capture.covariates",
+        "lamina.capture.covariate_columns",
     ),
     # the report reads study results and the statistics' catalogue, nothing else
     "report": ("lamina.study.result", "lamina.study.records", "lamina.stats.catalog"),
@@ -206,3 +206,62 @@ def test_the_checks_see_a_forbidden_import(tmp_path, monkeypatch):
     assert room("lamina.stats._architecture_probe") == "stats"
     assert "torch" in FORBIDDEN_PACKAGES["stats"]
     assert not "lamina.study".startswith(ALLOWED["stats"])
+
+
+def twin_names(modules) -> list[str]:
+    """Modules of different rooms whose names a reader could take for one another.
+
+    Two names are twins when they are equal, or are single words that differ
+    only after the shorter's second-last letter (``compare`` and ``comparison``,
+    ``extract`` and ``extraction``); a second word (``compare_runs``) says the job.
+    The only twins allowed are a part and its figure (``study/parts/profile.py``,
+    ``report/figures/profile.py``: one figure per part, by design) and the
+    private ``_common`` helpers of a package.
+    """
+    stems = sorted(
+        (name.rsplit(".", 1)[-1], name)
+        for name in modules
+        if not name.endswith("__init__") and name.count(".") >= 2
+    )
+    stems = [(s, n) for s, n in stems if s != "_common"]
+    mirrored = ("lamina.study.parts.", "lamina.report.figures.")
+    found = []
+    for i, (a, name_a) in enumerate(stems):
+        for b, name_b in stems[i + 1 :]:
+            shared = next(
+                (k for k, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
+            one_word = "_" not in a.strip("_") and "_" not in b.strip("_")
+            if a != b and (not one_word or shared < max(len(min(a, b, key=len)) - 1, 4)):
+                continue
+            if {name_a.rsplit(".", 1)[0] + ".", name_b.rsplit(".", 1)[0] + "."} == set(mirrored):
+                continue
+            found.append(f"{name_a} / {name_b}")
+    return found
+
+
+def test_module_names_say_which_room_they_are_in():
+    """No two modules read as twins (docs/architecture.md names each by its job)."""
+    assert not twin_names(MODULES), twin_names(MODULES)
+
+
+def test_the_twin_check_sees_twins():
+    names = ["lamina.pipeline.compare", "lamina.pipeline.comparison", "lamina.report.compare"]
+    assert len(twin_names(names)) == 3
+    assert twin_names(["lamina.study.parts.profile", "lamina.report.figures.profile"]) == []
+    assert twin_names(["lamina.capture.sites", "lamina.study.sites"]) != []
+    assert twin_names(["lamina.pipeline.compare_runs", "lamina.report.comparison_page"]) == []
+
+
+@pytest.mark.parametrize(
+    "package", sorted(m for m, p in MODULES.items() if p.name == "__init__.py")
+)
+def test_every_lazily_exported_name_resolves(package):
+    """A package's lazy ``__getattr__`` finds every name it lists (a renamed module is caught)."""
+    import importlib
+
+    module = importlib.import_module(package)
+    for name in getattr(module, "__all__", None) or dir(module):
+        if not name.startswith("_"):
+            assert getattr(module, name) is not None, f"{package}.{name}"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from lamina import backends
-from lamina.backends import calibration, choice, counts, products
+from lamina.backends import autotune, choice, counts, products
 from lamina.errors import InputError
 from lamina.stats import permutation_test
 
@@ -143,8 +143,8 @@ def fake_machine(tmp_path, monkeypatch):
         calls.append((name, repeats))
         return seconds[name] * rows
 
-    monkeypatch.setattr(calibration, "measure", measure)
-    return seconds, calls, tmp_path / "cache" / calibration.CACHE_NAME
+    monkeypatch.setattr(autotune, "measure", measure)
+    return seconds, calls, tmp_path / "cache" / autotune.CACHE_NAME
 
 
 SHAPE = {"rows": 300, "tokens": 40_000, "bins": 1080}
@@ -176,8 +176,8 @@ def test_the_screen_drops_a_much_slower_backend(fake_machine):
     seconds, calls, _ = fake_machine
     seconds["torch-int8"] = 100.0
     assert backends.choose_backend("auto", **SHAPE).name == "torch-float32"
-    assert ("torch-int8", calibration.REPEATS) not in calls
-    assert ("torch-float32", calibration.REPEATS) in calls
+    assert ("torch-int8", autotune.REPEATS) not in calls
+    assert ("torch-float32", autotune.REPEATS) in calls
 
 
 @pytest.mark.parametrize(
@@ -212,9 +212,7 @@ def test_an_unwritable_cache_is_said(fake_machine, tmp_path, monkeypatch):
     monkeypatch.setenv("LAMINA_CACHE", str(blocker))
     got = backends.choose_backend("auto", **SHAPE)
     assert got.name == "torch-float32"
-    assert got.reason.endswith(
-        f"(not cached: {blocker / calibration.CACHE_NAME} cannot be written)"
-    )
+    assert got.reason.endswith(f"(not cached: {blocker / autotune.CACHE_NAME} cannot be written)")
 
 
 def test_overrides_come_before_the_calibration(fake_machine, monkeypatch):
@@ -271,5 +269,5 @@ def test_calibration_measures_real_products():
     """The real measurement runs every CPU backend here on a small product and returns seconds."""
     for name in CPU_BACKENDS:
         if backends.available(name):
-            t = calibration.measure(name, 8, 256, 64, 1)
+            t = autotune.measure(name, 8, 256, 64, 1)
             assert 0 < t < 60

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from lamina.capture import extract, tokenize
-from lamina.capture.covariates import covariate_columns, is_delimiter_text
-from lamina.study.covariates import table_covariates
+from lamina.capture.covariate_columns import covariate_columns, is_delimiter_text
+from lamina.study.table_covariates import table_covariates
 from tiny_models import CORPUS, tiny_loaded
 
 TEXT = CORPUS + "\n\n" + CORPUS.upper() + " -- (yes!)\n"

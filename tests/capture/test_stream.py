@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from lamina.capture import extract, plan_windows
-from lamina.capture.sites import STREAM_FAMILIES, resolve_sites
+from lamina.capture.architectures import STREAM_FAMILIES, resolve_sites
 from lamina.errors import CaptureError
 from tiny_models import CONTEXT, DISCOVERY_FAMILIES, FAMILIES, tiny_loaded
 

@@ -18,7 +18,7 @@ from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_toke
 from lamina.capture import extract, plan_windows
 from lamina.capture import tokens as tokens_module
 from lamina.capture.tokens import count_tokens, text_pieces, token_stream, tokenize
-from lamina.cli.options import byte_size
+from lamina.cli.arguments import byte_size
 from lamina.errors import TextLoadError
 from lamina.sources import load_text
 from lamina.table import table_metadata

@@ -223,8 +223,8 @@ def test_allow_nonfinite_marks_exactly_the_poisoned_rows_and_excludes_them():
 
 
 def test_a_table_with_nonfinite_rows_is_reused_only_when_allowed(tmp_path):
-    from lamina.pipeline.extract import ExtractionOptions
     from lamina.pipeline.run import RunJob, _reusable_table
+    from lamina.pipeline.run_extraction import ExtractionOptions
     from lamina.sources import load_corpus
     from lamina.study import WindowOptions
     from lamina.table import write_table

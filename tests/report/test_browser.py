@@ -87,7 +87,7 @@ def test_report_renders_without_console_errors(driver, report):
 @pytest.fixture(scope="module")
 def explore(tmp_path_factory):
     """A report with several sites, its token view, and the table it came from."""
-    from lamina.study.tokens import token_view
+    from lamina.study.token_view import token_view
     from study.token_tables import multi_site_table
 
     table = multi_site_table(n_tokens=300, n_layers=4, n_heads=3)
@@ -281,7 +281,7 @@ def test_the_comparison_chart_shows_absolute_layers(driver, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    from lamina.pipeline.compare import compare_runs
+    from lamina.pipeline.compare_runs import compare_runs
 
     dirs = []
     for k, n_layers in enumerate((3, 5)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lamina.report.figures.compare import figure_compare
+from lamina.report.figures.compare_profiles import figure_compare
 from lamina.stats.catalog import STATISTICS, axis_label, label, short
 
 

@@ -17,7 +17,7 @@ import scipy.spatial.distance
 
 from binning import TAIL, robust_edges
 from lamina.cli import build_parser
-from lamina.cli.options import study_options
+from lamina.cli.arguments import study_options
 from lamina.errors import InputError
 from lamina.stats import bin_edges, outlier_spread, permutation_test, shared_edges
 from lamina.stats._kernels import bin_columns
@@ -286,7 +286,7 @@ def test_layer_histograms_without_all_values_checks_its_layer():
 
 
 def test_a_comparison_treats_binning_as_critical_and_older_runs_as_range():
-    from lamina.pipeline.compare import CRITICAL, differences, reanalysis_options, setting
+    from lamina.pipeline.compare_runs import CRITICAL, differences, reanalysis_options, setting
 
     old = {"bins": 30, "site": "attn_out", "layer": 4}  # a results.json from before --binning
     new = {**old, "binning": "robust"}

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from lamina.study import StudyOptions
-from lamina.study.tokens import MISSING, PAGE_TOKENS, PASSAGES, SHOW_ALL, token_view
+from lamina.study.token_view import MISSING, PAGE_TOKENS, PASSAGES, SHOW_ALL, token_view
 from study.token_tables import WORDS, multi_site_table, separated_norms, token_table
 
 

@@ -8,7 +8,7 @@ torch's float32 or int8 product on the CPU, or torch on a CUDA device
 (:mod:`~lamina.backends.products`), in tiles of tokens and groups of columns
 (:mod:`~lamina.backends.counts`); every backend gives the same counts. Which one
 runs is chosen by argument, environment or a cached measurement
-(:mod:`~lamina.backends.choice`, :mod:`~lamina.backends.calibration`).
+(:mod:`~lamina.backends.choice`, :mod:`~lamina.backends.autotune`).
 
 It is the only place below the pipeline, besides capture, that may use torch,
 imported lazily and only when a torch backend is considered, so

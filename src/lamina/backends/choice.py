@@ -4,7 +4,7 @@ Order of precedence: ``backend=`` other than ``"auto"``; else the environment
 variable ``LAMINA_PERM_BACKEND``; else ``auto``. ``auto`` keeps numpy when torch
 is not imported and the counts are too small to repay importing it (importing
 torch costs 1-2 s); otherwise it takes the fastest backend available here by
-the calibration of :mod:`lamina.backends.calibration` (a CUDA device is one of
+the calibration of :mod:`lamina.backends.autotune` (a CUDA device is one of
 the candidates whenever torch sees one). Every choice comes with a short,
 stable reason (no timings), recorded in the result.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from lamina.backends import calibration
+from lamina.backends import autotune
 from lamina.backends.products import NAMES, available, torch_imported
 from lamina.errors import InputError
 
@@ -74,7 +74,7 @@ def choose_backend(
     candidates = [name for name in NAMES if available(name)]
     if len(candidates) == 1:
         return Choice(candidates[0], f"the only backend available here ({candidates[0]})")
-    name, path, cached = calibration.fastest(candidates, rows, tokens, bins)
+    name, path, cached = autotune.fastest(candidates, rows, tokens, bins)
     where = f"cached in {path}" if cached else f"not cached: {path} cannot be written"
     return Choice(
         name,

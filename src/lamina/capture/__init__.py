@@ -1,6 +1,6 @@
 """Capture: run a causal LM over a text and record, per scored token, what each layer writes.
 
-``SITES`` names the vectors a layer writes (see :mod:`lamina.capture.sites`),
+``SITES`` names the vectors a layer writes (see :mod:`lamina.capture.architectures`),
 :func:`plan_windows` which positions are fed and scored (see
 :mod:`lamina.capture.windows`), and :func:`extract` builds the token table (see
 :mod:`lamina.capture.extraction` and :mod:`lamina.table`). Names are imported
@@ -15,13 +15,13 @@ _EXPORTS = {
     "count_tokens": ".tokens",
     "decoded_lengths": ".scoring",
     "score_next_tokens": ".scoring",
-    "FAMILY_SITES": ".sites",
-    "SITES": ".sites",
-    "FamilySites": ".sites",
-    "ResolvedSites": ".sites",
-    "parse_site_templates": ".sites",
-    "parse_sites": ".sites",
-    "resolve_sites": ".sites",
+    "FAMILY_SITES": ".architectures",
+    "SITES": ".architectures",
+    "FamilySites": ".architectures",
+    "ResolvedSites": ".architectures",
+    "parse_site_templates": ".architectures",
+    "parse_sites": ".architectures",
+    "resolve_sites": ".architectures",
     "WINDOW_MODES": ".windows",
     "Window": ".windows",
     "default_stride": ".windows",

@@ -2,7 +2,7 @@
 
 The *skeleton* is every column that follows from the plan and the tokenizer
 alone: documents, positions, windows, token ids, ``target_chars`` and Part 7's
-covariates (:mod:`lamina.capture.covariates`; ``target_freq`` counts every
+covariates (:mod:`lamina.capture.covariate_columns`; ``target_freq`` counts every
 token read of every document of the corpus). The
 shards hold what the model computed (the prediction columns and the norms), in
 plan order. With a shards directory the skeleton is saved as ``plan.parquet``
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from lamina import __version__
 from lamina._io import atomic_path
-from lamina.capture.covariates import COVARIATES, covariate_columns
+from lamina.capture.covariate_columns import COVARIATES, covariate_columns
 from lamina.capture.plan import Document, ExtractionPlan
 from lamina.capture.scoring import decoded_lengths, token_strings
 from lamina.capture.shards import load_manifest, read_shard

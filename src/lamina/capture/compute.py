@@ -27,7 +27,7 @@ from lamina.errors import CaptureError
 if TYPE_CHECKING:
     from torch import nn
 
-    from lamina.capture.sites import ResolvedSites
+    from lamina.capture.architectures import ResolvedSites
 
 SCORE_DTYPES = {
     "correct": np.bool_,

@@ -24,16 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lamina.capture.assemble import assemble_table, base_metadata, skeleton
-from lamina.capture.compute import ShardComputer
-from lamina.capture.plan import DEFAULT_SHARD_WINDOWS, Document, ExtractionPlan, Planner
-from lamina.capture.runner import Saving, run_local, shard_columns_names
-from lamina.capture.sites import (
+from lamina.capture.architectures import (
     ResolvedSites,
     check_stream_support,
     context_length,
     resolve_sites,
 )
+from lamina.capture.assemble import assemble_table, base_metadata, skeleton
+from lamina.capture.compute import ShardComputer
+from lamina.capture.plan import DEFAULT_SHARD_WINDOWS, Document, ExtractionPlan, Planner
+from lamina.capture.runner import Saving, run_local, shard_columns_names
 from lamina.capture.tokens import token_stream
 from lamina.capture.windows import (
     WindowOptions,
@@ -205,7 +205,7 @@ def extract(
     ``window // 2``), ``batch_size`` (windows per forward pass; ``"auto"``: as
     many as fit), ``max_tokens`` (cap on scored tokens) and ``bos`` (prepend the
     BOS token, fed but not scored). ``site_template`` names site modules (see
-    :func:`lamina.capture.sites.parse_site_templates`). ``progress``: True shows
+    :func:`lamina.capture.architectures.parse_site_templates`). ``progress``: True shows
     a tqdm bar, False hides it, None shows it on a terminal only. ``shards_dir``:
     save every shard there as it is done and reuse those already there (a killed
     run resumes); None keeps everything in memory. A NaN or inf logit or norm

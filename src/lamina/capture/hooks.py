@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from lamina.capture.sites import ResolvedSites, projection_layout
+from lamina.capture.architectures import ResolvedSites, projection_layout
 from lamina.errors import CaptureError
 
 if TYPE_CHECKING:

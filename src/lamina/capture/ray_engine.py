@@ -137,10 +137,10 @@ class ShardWorker:
         shards_dir: str,
         allow_nonfinite: bool = False,
     ) -> None:
+        from lamina.capture.architectures import resolve_sites
         from lamina.capture.batching import resolve_batch_size
         from lamina.capture.compute import ShardComputer
         from lamina.capture.extraction import bos_token_id
-        from lamina.capture.sites import resolve_sites
         from lamina.sources import load_model
 
         loaded = load_model(model, progress=False, **model_kwargs)
@@ -434,7 +434,7 @@ def _inspect_model(
     progress: bool,
 ) -> _Driver:
     """The driver's view of the model without its weights: files, layout, tokenizer, sites."""
-    from lamina.capture.sites import resolve_sites
+    from lamina.capture.architectures import resolve_sites
     from lamina.sources.models import model_skeleton, resolve_model, resolved_tokenizer
 
     resolved = resolve_model(model, progress=progress, **kwargs)

@@ -24,7 +24,7 @@ def _command_line(argv: Sequence[str] | None) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lamina.cli.options import common_parent
+    from lamina.cli.arguments import common_parent
 
     parser = argparse.ArgumentParser(
         prog="lamina",
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_source_commands(command) -> None:
     """info, prepare, sites and extract: the model, the text and the token table."""
     from lamina.cli import commands
-    from lamina.cli.options import (
+    from lamina.cli.arguments import (
         add_extraction_args,
         add_model_args,
         add_progress_arg,
@@ -98,7 +98,7 @@ def _add_source_commands(command) -> None:
 def _add_study_commands(command) -> None:
     """run, analyze and report: the study and its outputs."""
     from lamina.cli import commands
-    from lamina.cli.options import (
+    from lamina.cli.arguments import (
         add_analysis_args,
         add_extraction_args,
         add_model_args,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lamina.cli.options import (
+from lamina.cli.arguments import (
     extraction_options,
     model_kwargs,
     study_options,
@@ -84,7 +84,7 @@ def cmd_sites(args: argparse.Namespace) -> int:
 
 
 def cmd_extract(args: argparse.Namespace) -> int:
-    from lamina.pipeline.extract import extract_to_file
+    from lamina.pipeline.run_extraction import extract_to_file
     from lamina.sources import load_corpus
     from lamina.table import table_metadata
 
@@ -150,7 +150,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run(models[0], args.out)
         print(format_summary(result.result.to_dict(), str(result.outputs.report)))
         return 0
-    from lamina.pipeline.compare import run_models
+    from lamina.pipeline.compare_runs import run_models
 
     runs, compared = run_models(
         models,
@@ -167,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from lamina.pipeline.compare import compare_runs
+    from lamina.pipeline.compare_runs import compare_runs
 
     compared = compare_runs(
         args.dirs,

@@ -99,7 +99,7 @@ def write_outputs(
     ``staged``: the staging directory of an :func:`output_set` the caller holds
     (the set is moved into place when that block ends); without it, this call
     opens and commits its own. ``token_view`` is the report's token view
-    (:func:`lamina.study.tokens.token_view`); None omits it, saying so.
+    (:func:`lamina.study.token_view.token_view`); None omits it, saying so.
     """
     from lamina.report import html
     from lamina.report.figures.render import render_figures
@@ -201,7 +201,7 @@ def _token_view_from_disk(out: Path, results: Mapping[str, Any]) -> dict[str, An
     """The token view from the table ``results.json`` names, if it is still there."""
     from lamina.errors import TableError
     from lamina.study import StudyOptions
-    from lamina.study.tokens import token_view
+    from lamina.study.token_view import token_view
     from lamina.table import read_table
 
     relative = (results.get("provenance") or {}).get("table", {}).get("path")

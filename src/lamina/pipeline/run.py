@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lamina.errors import InputError, TableError
-from lamina.pipeline.extract import SHARDS_DIR, ExtractionOptions, extract_table
 from lamina.pipeline.outputs import (
     TOKENS_FILE,
     StudyOutputs,
@@ -20,11 +19,12 @@ from lamina.pipeline.outputs import (
     write_outputs,
 )
 from lamina.pipeline.reuse import table_matches
+from lamina.pipeline.run_extraction import SHARDS_DIR, ExtractionOptions, extract_table
 from lamina.pipeline.timing import Stopwatch
 from lamina.study import analyze_table
 from lamina.study.options import StudyOptions, WindowOptions, check_windows, notebook_windows
 from lamina.study.result import StudyResult
-from lamina.study.tokens import token_view
+from lamina.study.token_view import token_view
 
 if TYPE_CHECKING:
     import pyarrow as pa

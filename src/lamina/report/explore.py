@@ -6,7 +6,7 @@ chart of a few dozen points and a few thousand spans, which a plotting
 library's standalone bundle, hundreds of kilobytes to megabytes, would not
 improve). ``charts`` holds chart specifications (series of points with the
 numbers shown on hover, pre-formatted here so the page shows what the tables
-show); ``tokens`` the token view of :func:`lamina.study.tokens.token_view`.
+show); ``tokens`` the token view of :func:`lamina.study.token_view.token_view`.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ def render_report(
 
     ``results`` is a ``results.json`` dict; ``figures_png`` maps each of its
     figures (:func:`lamina.report._style.figure_names`) to its PNG bytes;
-    ``token_view`` is the token view's data (:func:`lamina.study.tokens.token_view`),
+    ``token_view`` is the token view's data (:func:`lamina.study.token_view.token_view`),
     or None to say it is absent.
     """
     names = figure_names(results)

@@ -3,7 +3,7 @@
 What each statistic is (kind, unit, labels, null centre) is in
 :mod:`~lamina.stats.catalog`. Histograms (:mod:`~lamina.stats.histograms`):
 ``bins`` is always a number of BINS (edges = bins + 1) or a rule; two groups
-share edges from their pooled data. Divergences (:mod:`~lamina.stats.divergence`)
+share edges from their pooled data. Divergences (:mod:`~lamina.stats.two_sample`)
 are in nats, or bits with ``base=2``; ``kl_divergence(p, q)`` is KL(p || q).
 Effect sizes (:mod:`~lamina.stats.effects`) measure the first group relative to
 the second. The permutation engine (:mod:`~lamina.stats.permutation`) tests
@@ -44,11 +44,11 @@ _EXPORTS = {
     "maxstat_pvalues": ".corrections",
     "permutation_pvalues": ".corrections",
     "count_at_least_as_extreme": ".corrections",
-    "js_divergence": ".divergence",
-    "kl_divergence": ".divergence",
-    "knn_kl_divergence": ".divergence",
-    "ks_statistic": ".divergence",
-    "wasserstein": ".divergence",
+    "js_divergence": ".two_sample",
+    "kl_divergence": ".two_sample",
+    "knn_kl_divergence": ".two_sample",
+    "ks_statistic": ".two_sample",
+    "wasserstein": ".two_sample",
     "auroc": ".effects",
     "bootstrap_ci": ".effects",
     "hedges_g": ".effects",

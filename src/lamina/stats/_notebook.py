@@ -3,7 +3,7 @@
 It exists for regression against the reference study (notebook 37,
 "Token prediction and attention KL divergences") and is never the default;
 every result computed with it says ``compat="notebook"``. lamina's own statistics
-are in :mod:`lamina.stats.divergence` and :mod:`lamina.stats.permutation`.
+are in :mod:`lamina.stats.two_sample` and :mod:`lamina.stats.permutation`.
 
 The notebook's ``symmetric_KL(d1, d2, nbins=31)``, reproduced in numpy with the
 notebook's float32 arithmetic:

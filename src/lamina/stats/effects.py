@@ -97,13 +97,13 @@ def _resolve_statistic(statistic) -> Callable[[np.ndarray, np.ndarray], float]:
     if callable(statistic):
         return statistic
     if isinstance(statistic, str):
-        from lamina.stats import divergence
+        from lamina.stats import two_sample
 
         named = {
             **EFFECTS,
-            "ks": divergence.ks_statistic,
-            "wasserstein": divergence.wasserstein,
-            "knn_kl": divergence.knn_kl_divergence,
+            "ks": two_sample.ks_statistic,
+            "wasserstein": two_sample.wasserstein,
+            "knn_kl": two_sample.knn_kl_divergence,
         }
         if statistic in named:
             return named[statistic]

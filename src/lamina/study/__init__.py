@@ -20,7 +20,7 @@
 
 Parts 1-6 analyse the primary site (``options.site``); the ``sites`` section
 gives every analysed site its profile, ``attn_head`` per head, with corrections
-per site and over the whole run (:mod:`.sites`).
+per site and over the whole run (:mod:`.site_profiles`).
 
 Conventions: ``correct`` (top-1 prediction equals the target) is the first
 group, so ``difference = mean(correct) - mean(incorrect)`` and
@@ -88,7 +88,7 @@ def analyze_table(
     from lamina.study.parts.profile import all_layers_test, laminar_profile
     from lamina.study.parts.significance import significance, single_layer_test
     from lamina.study.prepare import prepare_table
-    from lamina.study.sites import site_profiles
+    from lamina.study.site_profiles import site_profiles
     from lamina.table import table_metadata
 
     options = options or StudyOptions()

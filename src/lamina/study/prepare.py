@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.errors import InputError, TableError
-from lamina.study.covariates import NOT_DERIVABLE, TableCovariates, table_covariates
 from lamina.study.options import StudyOptions
+from lamina.study.table_covariates import NOT_DERIVABLE, TableCovariates, table_covariates
 from lamina.table import layer_matrix, site_layers, table_metadata
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def prepare_matrix(
     """The arrays of any matrix of raw norms (one column per analysed test) of ``table``.
 
     ``columns`` label the matrix's columns (the layers of a per-layer site;
-    :mod:`lamina.study.sites` numbers a per-head matrix's columns) and
+    :mod:`lamina.study.site_profiles` numbers a per-head matrix's columns) and
     ``column_index`` is the one of Parts 3-5. The exclusion rule is the same
     for every matrix: a zero or non-finite norm in any column excludes the token.
     """

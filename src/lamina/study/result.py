@@ -59,7 +59,7 @@ class StudyResult(Record):
 
     ``part1`` ... ``part7`` are the typed parts of the primary site (``part7``
     is None when Part 7 did not run: no controls, or the notebook mode);
-    ``sites`` the profile of every analysed site (:mod:`lamina.study.sites`);
+    ``sites`` the profile of every analysed site (:mod:`lamina.study.site_profiles`);
     ``timings`` the seconds each stage of a run took (set by the pipeline);
     ``data`` holds the per-token arrays for the figures and is not serialised.
     """

@@ -23,7 +23,7 @@ _EXPORTS = {
     "figure_part4": ".divergences",
     "figure_part5": ".significance",
     "figure_part6": ".profile",
-    "figure_compare": ".compare",
+    "figure_compare": ".compare_profiles",
     "render_compare_figure": ".render",
     "figure_sites_heads": ".sites",
     "figure_sites_profiles": ".sites",

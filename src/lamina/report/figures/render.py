@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from lamina.report._style import DPI, PNG_METADATA, RC_PARAMS, SVG_METADATA, figure_names
 from lamina.report.figures.accuracy import figure_part2
-from lamina.report.figures.compare import figure_compare
+from lamina.report.figures.compare_profiles import figure_compare
 from lamina.report.figures.controls import figure_part7
 from lamina.report.figures.divergences import figure_part4
 from lamina.report.figures.layer import figure_part3

@@ -11,9 +11,9 @@ from lamina.stats.catalog import CORRECTION_LABELS
 from lamina.stats.effects import standardised_mean_difference
 
 if TYPE_CHECKING:
-    from lamina.study.covariates import TableCovariates
     from lamina.study.options import StudyOptions
     from lamina.study.records import BalanceRow, Controls
+    from lamina.study.table_covariates import TableCovariates
 
 #: One verdict per layer, from the test after the controls and the controlled g's interval.
 VERDICTS = {

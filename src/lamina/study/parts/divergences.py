@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from lamina.stats.catalog import BINLESS_ESTIMATORS, CATALOG, LN2, NATS
-from lamina.stats.divergence import js_divergence, kl_divergence
 from lamina.stats.histograms import bin_edges, bin_indices, histogram_counts
 from lamina.stats.permutation import permutation_test
+from lamina.stats.two_sample import js_divergence, kl_divergence
 from lamina.study.options import StudyOptions
 from lamina.study.parts import notebook
 from lamina.study.parts._common import bits, nats_bits, null_summary, standardised

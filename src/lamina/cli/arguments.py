@@ -1,7 +1,7 @@
 """The command line's vocabulary: every option group defined once, shared by the commands.
 
 Building the parser imports no numpy, scipy or torch: the choices come from
-:mod:`lamina.stats.catalog`, :mod:`lamina.capture.sites` and the option classes'
+:mod:`lamina.stats.catalog`, :mod:`lamina.capture.architectures` and the option classes'
 defaults, which are plain Python.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lamina.capture.sites import SITES
+from lamina.capture.architectures import SITES
 from lamina.errors import InputError
 from lamina.sources import DEFAULT_MODEL, DEFAULT_TEXT
 from lamina.stats.catalog import ALTERNATIVES, BIN_RULES, CORRECTIONS, STATISTICS
@@ -154,7 +154,7 @@ def text_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_extraction_args(p: argparse.ArgumentParser) -> None:
     """Where and how the forward passes run: the engine, its shards, non-finite outputs."""
-    from lamina.pipeline.extract import ENGINES, ExtractionOptions
+    from lamina.pipeline.run_extraction import ENGINES, ExtractionOptions
 
     d = ExtractionOptions()
     g = p.add_argument_group("extraction")
@@ -190,7 +190,7 @@ def add_extraction_args(p: argparse.ArgumentParser) -> None:
 
 
 def extraction_options(args: argparse.Namespace):
-    from lamina.pipeline.extract import ExtractionOptions
+    from lamina.pipeline.run_extraction import ExtractionOptions
 
     return ExtractionOptions(
         engine=args.engine,
@@ -397,7 +397,7 @@ def analysis_sites(value: str | None) -> tuple[str, ...]:
     """The sites of ``--sites`` (``all``: every site lamina knows), checked by name."""
     if value is None:
         return ()
-    from lamina.capture.sites import parse_sites
+    from lamina.capture.architectures import parse_sites
 
     if value.strip() == "all":
         return SITES

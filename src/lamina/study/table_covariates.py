@@ -1,7 +1,7 @@
 """The covariates of a token table: read from its columns, or derived where that is exact.
 
 Tables extracted by this lamina have every covariate column
-(:mod:`lamina.capture.covariates`). A table written before them is analysed
+(:mod:`lamina.capture.covariate_columns`). A table written before them is analysed
 with what its other columns give:
 
 - ``input_is_first``: ``ctx_pos == 0`` (the same definition);
@@ -127,6 +127,6 @@ def derive_target_repeat(text_pos, ctx_pos, token_id, target_id, doc=None) -> np
     first, last = offset + start, offset + pos
     if (known[last + 1] - known[first] != last - first + 1).any():
         return None
-    from lamina.capture.covariates import previous_occurrence
+    from lamina.capture.covariate_columns import previous_occurrence
 
     return previous_occurrence(stream)[offset + pos + 1] >= first

@@ -16,7 +16,7 @@ from typing import Any
 from lamina._format import csv_cell, format_p
 from lamina.report._style import FIGURE_TITLES, pixel_size
 from lamina.report.explore import embed_json, number, static_text
-from lamina.report.figures.compare import series_style
+from lamina.report.figures.compare_profiles import series_style
 from lamina.report.html import _data_uri, _environment
 from lamina.stats.catalog import display_value, label, short
 

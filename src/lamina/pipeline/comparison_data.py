@@ -15,7 +15,7 @@ from typing import Any
 
 from lamina import __version__
 from lamina._format import layer_list
-from lamina.report.compare import POINT_COLUMNS
+from lamina.report.comparison_page import POINT_COLUMNS
 
 COMPARE_FORMAT = "lamina.compare"
 COMPARE_FORMAT_VERSION = 1

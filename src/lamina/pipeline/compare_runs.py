@@ -31,7 +31,7 @@ from typing import Any
 
 from lamina._io import atomic_open
 from lamina.errors import InputError, OutputError
-from lamina.pipeline.comparison import build_comparison
+from lamina.pipeline.comparison_data import build_comparison
 from lamina.pipeline.outputs import FIGURES_DIR, REPORT_FILE, RESULTS_FILE, check_out_dir
 from lamina.study.options import CORRECT_DEFINITION, StudyOptions
 from lamina.study.result import dumps_results, load_results
@@ -214,7 +214,7 @@ def reanalysis_options(first: Mapping[str, Any], own: Mapping[str, Any]) -> Stud
 
 def write_comparison(comparison: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Render the figure and the report in memory, then write every file of the comparison."""
-    from lamina.report.compare import comparison_csv, profiles_csv, render_compare
+    from lamina.report.comparison_page import comparison_csv, profiles_csv, render_compare
     from lamina.report.figures.render import render_compare_figure
 
     figure = render_compare_figure(comparison)
