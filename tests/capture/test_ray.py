@@ -119,3 +119,23 @@ def test_ray_options_need_the_ray_engine(inputs, tmp_path):
     done = _run(_argv(inputs, tmp_path / "t.parquet", "--workers", "2"))
     assert done.returncode == 2
     assert "--workers and --ray-address apply to --engine ray" in done.stderr
+
+
+def test_the_ray_engine_without_ray_installed_is_one_sentence(
+    inputs, tmp_path, monkeypatch, capsys
+):
+    """Ray is an extra (lamina[ray]): asking for its engine without it says how to get it."""
+    import importlib.util
+
+    from lamina.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a)
+    )
+    argv = _argv(inputs, tmp_path / "t.parquet", "--engine", "ray")[3:]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lamina: error: --engine ray needs Ray, which is not installed here")
+    assert "pip install 'lamina[ray]'" in err and err.count("\n") == 1
+    assert not (tmp_path / "t.parquet").exists()

@@ -8,6 +8,7 @@ run of the same inputs share each other's shards.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import sys
 import time
 from collections.abc import Mapping
@@ -51,6 +52,11 @@ class ExtractionOptions:
         for option, value in (("--workers", self.workers), ("--shard-windows", self.shard_windows)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"{option} {value!r} must be a positive number.")
+        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
+            raise InputError(
+                "--engine ray needs Ray, which is not installed here: "
+                "pip install 'lamina[ray]', or use --engine local."
+            )
         if self.engine == "local" and (self.workers != 1 or self.ray_address):
             raise InputError(
                 "--workers and --ray-address apply to --engine ray; add --engine ray or drop them."
