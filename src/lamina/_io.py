@@ -64,18 +64,47 @@ def _errno(exc: BaseException) -> int | None:
 _STAGED = re.compile(r"[/\\]\.lamina-stage-\d+-[A-Za-z0-9_]{8}(?=[/\\]|$)")
 
 
+#: What lacks, by errno, when a directory cannot be written.
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_READ_ONLY = (errno.EROFS,)
+_FORBIDDEN = (errno.EACCES, errno.EPERM)
+
+
+def write_advice(exc: BaseException, instead: str, otherwise: str) -> str:
+    """What to do about an OSError met while writing, by its errno.
+
+    ``instead`` is how to write elsewhere, completed by a kind of directory
+    (``"write to"``, ``"set LAMINA_CACHE to"``); ``otherwise`` is the advice for
+    any other errno. A full disk gets ``free some space there``, a read-only file
+    system a writable one, a permission error a directory one can write to.
+    """
+    code = _errno(exc)
+    if code in _FULL:
+        return f"free some space there or {instead} a directory on a disk with room"
+    if code in _READ_ONLY:
+        return f"{instead} a directory on a writable file system"
+    if code in _FORBIDDEN:
+        return f"{instead} a directory you can write to"
+    return otherwise
+
+
+def cache_write_message(what: str, folder: str | os.PathLike[str], exc: BaseException) -> str:
+    """One sentence for a cache directory that cannot be written, its advice by the errno.
+
+    ``"cannot write the model cache in DIR: the file system is read-only; set
+    LAMINA_CACHE to a directory on a writable file system."``
+    """
+    advice = write_advice(
+        exc, "set LAMINA_CACHE to", "check the disk, or set LAMINA_CACHE to a writable directory"
+    )
+    return f"cannot write the {what} in {folder}: {os_error_reason(exc)}; {advice}."
+
+
 def write_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
     """One sentence for an OSError met while writing ``path`` (raise it ``from exc``)."""
     path = _STAGED.sub("", str(path))
-    reason = os_error_reason(exc)
-    code = _errno(exc)
-    if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        hint = "free some space there or write elsewhere"
-    elif code in (errno.EROFS, errno.EACCES, errno.EPERM):
-        hint = "write to a directory you can write to"
-    else:
-        hint = "check the disk and the path"
-    return OutputError(f"cannot write {path}: {reason}; {hint}.")
+    advice = write_advice(exc, "write to", "check the disk and the path")
+    return OutputError(f"cannot write {path}: {os_error_reason(exc)}; {advice}.")
 
 
 @contextlib.contextmanager
@@ -96,9 +125,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        advice = write_advice(exc, "write to", "write to a directory you can write to")
         raise OutputError(
-            f"cannot create the directory {parent}: {os_error_reason(exc)}; "
-            "write to a directory you can write to."
+            f"cannot create the directory {parent}: {os_error_reason(exc)}; {advice}."
         ) from exc
     if final.is_dir():
         raise OutputError(f"cannot write {final}: it is a directory; give a file name.")

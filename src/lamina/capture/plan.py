@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.capture.windows import Window, plan_windows
+from lamina.capture.windows import Window, middle_note, plan_windows
 from lamina.errors import InputError, LaminaError
 from lamina.table import FORMAT_VERSION
 
@@ -102,6 +102,8 @@ class ExtractionPlan:
     max_tokens: int | None
     batch_size: int | str
     identity: dict[str, Any]
+    #: sentences about middle windows that are not ``window`` tokens from the middle
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def windows(self) -> list[Window]:
@@ -121,6 +123,7 @@ class ExtractionPlan:
             "batch_size": self.batch_size,
             "max_tokens": self.max_tokens,
             "n_windows": len(self.windows),
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -191,6 +194,9 @@ class Planner:
             )
         except LaminaError as exc:
             raise InputError(f"document {doc.name}: {exc}") from exc
+        if plan.mode == "middle":
+            note = middle_note(doc.stream_length, plan.window, doc.name)
+            plan.notes += [note] if note else []
         windows = [dataclasses.replace(w, index=self._n_windows + k) for k, w in enumerate(windows)]
         self._n_windows += len(windows)
         if self.left is not None:

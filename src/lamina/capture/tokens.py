@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.capture.windows import Window
+from lamina.capture.windows import Window, middle_span
 
 #: Characters per piece: about 30,000 tokens of English prose.
 CHUNK_CHARS = 1 << 17
@@ -156,7 +156,8 @@ def token_stream(
         ids, complete = _tokenize(tokenizer, text, limit, chunk_chars)
         n_tokens = int(ids.size) if complete else None
         return TokenStream(ids=ids, offset=0, n_tokens=n_tokens, counts=np.bincount(ids))
-    # middle: the window starts at half the stream's length; count first, keep the window.
+    # middle: the window starts at half the stream's length (or at 0 for a text that fits
+    # in it, :func:`middle_span`); count first, keep the window.
     spans, counts = [], []
     frequencies = np.zeros(0, dtype=np.int64)
     for start, stop in text_pieces(tokenizer, text, chunk_chars):
@@ -165,7 +166,8 @@ def token_stream(
         counts.append(piece.size)
         frequencies = _add_counts(frequencies, piece)
     n_tokens = sum(counts)
-    first, last = n_tokens // 2, min(n_tokens, n_tokens // 2 + window + 1)
+    first, end = middle_span(n_tokens, window)
+    last = min(n_tokens, end + 1)  # the window's positions and the last one's target
     kept, position, offset = [], 0, None
     for (start, stop), count in zip(spans, counts, strict=True):
         if position + count > first and position < last:

@@ -14,7 +14,11 @@ Modes:
     the reference study: one window of ``W`` tokens starting at ``N // 2``,
     every position scored; targets come from the whole stream, so the
     window's last position is scored against the token after the window (and
-    dropped only when the text ends there).
+    dropped only when the text ends there). A text whose scorable positions
+    fit in one window (``N - 1 <= W``) is scored whole: its middle window is
+    ``[0, N - 1)``, not its second half (:func:`middle_span`;
+    :func:`middle_note` says so, and says when a longer text ends before its
+    middle window's ``W`` tokens).
 ``all``
     windows of ``W`` tokens every ``S`` tokens cover the stream; every
     position with a target is scored exactly once, from the window in which it
@@ -173,9 +177,8 @@ def plan_windows(
     last = n_tokens - 1  # positions [0, last) have a target
 
     if mode == "middle":
-        start = n_tokens // 2
-        stop = min(start + window, last)
-        if stop <= start:
+        start, stop = middle_span(n_tokens, window)
+        if stop <= start:  # pragma: no cover - a text of two or more tokens has a span
             raise InputError(
                 f"the text has {n_tokens} tokens, too few for a middle window; give a longer text."
             )
@@ -192,6 +195,39 @@ def plan_windows(
             scored_to = stop
             start += stride
     return _cap(windows, max_tokens) if max_tokens is not None else windows
+
+
+def middle_span(n_tokens: int, window: int) -> tuple[int, int]:
+    """The stream positions ``[start, stop)`` that the middle window feeds and scores.
+
+    ``[N // 2, min(N // 2 + W, N - 1))`` as in the reference study, except
+    for a text whose ``N - 1`` scorable positions fit in the window: then the
+    whole text, ``[0, N - 1)`` (the last token has no target).
+    """
+    last = n_tokens - 1
+    if last <= window:
+        return 0, max(last, 0)
+    start = n_tokens // 2
+    return start, min(start + window, last)
+
+
+def middle_note(n_tokens: int, window: int, name: str = "the text") -> str | None:
+    """A sentence when the middle window of ``n_tokens`` tokens is not ``window`` tokens from
+    the middle: the whole of a short text, or fewer tokens where the text ends first."""
+    start, stop = middle_span(n_tokens, window)
+    if start == 0 and n_tokens >= 2:
+        fits = "is shorter than" if n_tokens <= window else "fits, but for its last token, in"
+        return (
+            f"{name} ({n_tokens:,} tokens) {fits} the window ({window:,}): its middle window "
+            "is the whole text, every token scored but the last (which has no next token)"
+        )
+    if 0 < stop - start < window:
+        return (
+            f"{name} ({n_tokens:,} tokens) ends {stop - start:,} tokens after its middle: its "
+            f"middle window has those {stop - start:,} tokens, not {window:,} "
+            "(--windows all scores every token)"
+        )
+    return None
 
 
 def _stream_windows(

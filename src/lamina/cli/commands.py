@@ -107,7 +107,10 @@ def cmd_extract(args: argparse.Namespace) -> int:
     )
     n_scored = table.num_rows
     n_correct = int(table.column("correct").to_numpy().sum())
-    seconds = table_metadata(table)["seconds"]
+    meta = table_metadata(table)
+    seconds = meta["seconds"]
+    for note in meta.get("windows", {}).get("notes") or []:
+        print(f"note: {note}.", file=sys.stderr)
     print(
         f"scored {n_scored:,} tokens: top-1 accuracy {n_correct / n_scored:.3f} "
         f"({n_correct:,}/{n_scored:,}) in {seconds:.1f} s "
@@ -156,6 +159,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         models,
         args.out,
         run,
+        layer=options.layer,
+        model_kwargs=model_kwargs(args),
+        progress=_show_loading(args),
         command_line=args.command_line,
         log=lambda line: print(line, file=sys.stderr),
     )

@@ -258,17 +258,70 @@ def model_dir_names(models: Sequence[str]) -> list[str]:
     return names
 
 
+#: The ``load_model`` keyword arguments that say which files a spec resolves to.
+_RESOLVE_KWARGS = ("revision", "trust_remote_code", "allow_pickle")
+
+
+def check_models(
+    models: Sequence[str],
+    *,
+    layer: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> list[int]:
+    """Each model's number of layers, after checking that every model can be loaded.
+
+    Every spec is resolved (found in the cache or downloaded, a GGUF file
+    dequantised) and its config read, its weights and the safety checks
+    included, without loading any weight; ``layer`` (``--layer``) must exist in
+    every model. Raises the first model's error, one sentence naming it, so that
+    a run of several models fails before it extracts any of them.
+    """
+    from lamina.sources._hf import progress_bars
+    from lamina.sources.hfconfig import config_dims
+    from lamina.sources.models import model_fingerprint, model_skeleton, resolve_model
+
+    kwargs = {k: v for k, v in (model_kwargs or {}).items() if k in _RESOLVE_KWARGS}
+    counts = []
+    for spec in models:
+        with progress_bars(progress):  # a download's bars too
+            resolved = resolve_model(spec, progress=progress, **kwargs)
+        n_layers = config_dims(model_skeleton(resolved).config).n_layers
+        model_fingerprint(resolved)  # its weights exist and are allowed
+        if layer is not None and n_layers and layer >= n_layers:
+            raise InputError(
+                f"--layer {layer} does not exist in model {spec!r}: it has layers "
+                f"0-{n_layers - 1}; pick a layer that every --model has (nothing was extracted)."
+            )
+        counts.append(n_layers)
+    return counts
+
+
 def run_models(
     models: Sequence[str],
     out: str | Path,
     run: Callable[[str, Path], Any],
     *,
+    layer: int | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    progress: bool = False,
     command_line: str | None = None,
     log: Callable[[str], None] | None = None,
 ) -> tuple[list[Any], CompareOutputs]:
-    """``run(model, directory)`` for every model into ``out/<name>``, then ``out/compare``."""
+    """``run(model, directory)`` for every model into ``out/<name>``, then ``out/compare``.
+
+    Every model is checked first (:func:`check_models`: found, loadable, has
+    ``layer``), so that a model that cannot be run stops the run before any
+    other is extracted.
+    """
     out_dir = Path(out)
     check_out_dir(out_dir)
+    counts = check_models(models, layer=layer, model_kwargs=model_kwargs, progress=progress)
+    if log is not None:
+        log(
+            "checked every model before extracting any: "
+            + ", ".join(f"{m} ({n} layers)" for m, n in zip(models, counts, strict=True))
+        )
     dirs = [out_dir / name for name in model_dir_names(models)]
     runs = []
     for model, directory in zip(models, dirs, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lamina.capture.windows import default_stride, default_window
+from lamina.capture.windows import default_stride, default_window, middle_span
 from lamina.study.options import WindowOptions
 
 
@@ -47,7 +47,23 @@ def table_matches(
     for key, value in want.items():
         if w.get(key) != value:
             return False, f"it used windows {key}={w.get(key)!r}, not {value!r}"
+    if windows.mode == "middle":
+        expected = _middle_scored(meta, window, windows.max_tokens)
+        if expected is not None and meta.get("n_scored") != expected:
+            return False, (
+                f"it scored {meta.get('n_scored')} tokens where the middle windows score "
+                f"{expected} (a text shorter than the window is now scored whole)"
+            )
     for wanted in [site] if isinstance(site, str) else site:
         if wanted not in meta.get("sites", []):
             return False, f"it has no {wanted!r} site"
     return True, "same model, text and windows"
+
+
+def _middle_scored(meta: Mapping[str, Any], window: int, max_tokens: int | None) -> int | None:
+    """The tokens the middle windows of the table's documents score, or None if unknown."""
+    lengths = [d.get("n_tokens") for d in meta.get("documents") or []]
+    if not lengths or not all(isinstance(n, int) and n >= 2 for n in lengths):
+        return None
+    total = sum(stop - start for start, stop in (middle_span(n, window) for n in lengths))
+    return total if max_tokens is None else min(total, max_tokens)

@@ -62,16 +62,19 @@ def prewarm() -> threading.Thread:
             warm_up()
             html.template()
 
-    thread = threading.Thread(target=work, name="lamina-prewarm", daemon=True)
+    # Not a daemon: the interpreter waits for it at exit; a daemon thread stopped inside
+    # matplotlib's C++ code aborts the process ("terminate called ...", exit 134).
+    thread = threading.Thread(target=work, name="lamina-prewarm", daemon=False)
     thread.start()
     return thread
 
 
 def run_study(
-    model: str | None = None,
+    model: str | Any | None = None,
     text: str | Sequence[str] | None = None,
     out: str | Path = "lamina-out",
     *,
+    tokenizer: Any = None,
     options: StudyOptions | None = None,
     windows: WindowOptions | None = None,
     keep_boilerplate: bool = False,

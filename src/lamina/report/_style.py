@@ -8,6 +8,13 @@ deterministic (fixed hash salt, no date).
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
 # Okabe & Ito (2008), "Color Universal Design".
 OKABE_ITO = {
     "black": "#000000",
@@ -116,3 +123,78 @@ def pixel_size(name: str) -> tuple[int, int]:
     """(width, height) in pixels of a figure's PNG."""
     w, h = FIGURE_SIZES[name]
     return round(w * DPI), round(h * DPI)
+
+
+def writable_matplotlib_dir() -> str | None:
+    """Point ``MPLCONFIGDIR`` at a writable directory if matplotlib's own would not be one.
+
+    Call it before matplotlib is imported. Matplotlib keeps its configuration
+    and font cache in ``$MPLCONFIGDIR``, else ``$XDG_CONFIG_HOME/matplotlib`` and
+    ``$XDG_CACHE_HOME/matplotlib`` (``~/.config``, ``~/.cache``); when one
+    cannot be written (a read-only home, a path through a file) it makes a
+    temporary one and prints two lines of warnings on every run. lamina uses
+    ``lamina-matplotlib-<uid>`` in the temporary directory instead, silently,
+    and keeps it so that the font cache is built once. Returns the directory
+    set, or None when matplotlib's own serve (or matplotlib is already imported).
+    """
+    if "matplotlib" in sys.modules:
+        return None
+    home = os.environ.get("MPLCONFIGDIR")
+    if home:
+        wanted = [Path(home).expanduser()]
+    elif sys.platform.startswith(("linux", "freebsd")):
+        wanted = [_xdg("XDG_CONFIG_HOME", ".config"), _xdg("XDG_CACHE_HOME", ".cache")]
+    else:
+        return None
+    if all(path is not None and _usable(path) for path in wanted):
+        return None
+    fallback = _private_temp_dir()
+    if fallback is not None:
+        os.environ["MPLCONFIGDIR"] = fallback
+    return fallback
+
+
+def _xdg(variable: str, default: str) -> Path | None:
+    value = os.environ.get(variable)
+    try:
+        base = Path(value).expanduser() if value else Path.home() / default
+    except RuntimeError:  # no home directory
+        return None
+    return base / "matplotlib"
+
+
+def _usable(path: Path) -> bool:
+    """Whether matplotlib would accept ``path``: created if needed, a writable directory."""
+    try:
+        path = path.resolve()
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return path.is_dir() and os.access(path, os.W_OK)
+
+
+def _private_temp_dir() -> str | None:
+    """``lamina-matplotlib-<uid>`` in the temporary directory if it is this user's alone,
+    else a fresh temporary directory; None if neither can be made."""
+    getuid = getattr(os, "getuid", None)
+    if getuid is not None:
+        path = Path(tempfile.gettempdir()) / f"lamina-matplotlib-{getuid()}"
+        try:
+            path.mkdir(mode=0o700, exist_ok=True)
+            info = path.lstat()
+            if (
+                path.is_dir()
+                and not path.is_symlink()
+                and info.st_uid == getuid()
+                and not info.st_mode & 0o022
+                and os.access(path, os.W_OK)
+            ):
+                return str(path)
+        except OSError:
+            pass
+    try:
+        fresh = tempfile.mkdtemp(prefix="lamina-matplotlib-")
+    except OSError:
+        return None
+    atexit.register(shutil.rmtree, fresh, ignore_errors=True)
+    return fresh

@@ -34,6 +34,8 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"({windows.get('mode')}, {windows.get('window')} tokens); site {p1['site']}, "
         f"{p1['n_layers']} layers"
     )
+    # the middle window of a short text: the whole text, or fewer tokens than the window
+    lines += [f"        note: {note}." for note in windows.get("notes") or []]
     lines.append(
         f"Part 2  accuracy: {p2['n_correct']:,} / {p2['n_tokens']:,} correct "
         f"({p2['accuracy']:.2%}); target length {p2['target_chars']['correct']['mean']:.2f} "
@@ -52,6 +54,8 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"KL(I‖C) {ab['kl_incorrect_correct']['bits']:.4g} bits, "
         f"{js_name} {ab['js']['bits']:.4g} bits ({ab['js']['nats']:.4g} nats)"
     )
+    if p4.get("diagnostic_note"):  # fewer diagnostic permutations than asked
+        lines.append(f"        note: {p4['diagnostic_note']}")
     lines.append(
         f"Part 5  {short(statistic)} = {format_statistic(p5['statistic'], statistic)}, "
         f"p = {format_p(p5['pvalue'])} ({p5['n_permutations']:,} permutations, "

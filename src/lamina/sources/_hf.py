@@ -38,9 +38,19 @@ def reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+#: The module of transformers' GGUF loader, whose tensor conversion has its own tqdm bar.
+GGUF_LOADER = "transformers.modeling_gguf_pytorch_utils"
+
+
 @contextlib.contextmanager
-def progress_bars(enabled: bool) -> Iterator[None]:
-    """Turn transformers' and huggingface_hub's progress bars off inside the block if asked."""
+def progress_bars(enabled: bool, *, gguf: bool = False) -> Iterator[None]:
+    """Turn transformers' and huggingface_hub's progress bars off inside the block if asked.
+
+    ``gguf``: the block loads a GGUF file; its bar ("Converting and de-quantizing
+    GGUF tensors") is ``tqdm.auto`` called by transformers' GGUF loader directly,
+    which neither switch reaches, so the loader's ``tqdm`` is replaced by a
+    disabled one inside the block (importing the loader, and torch with it).
+    """
     if enabled:
         yield
         return
@@ -52,12 +62,31 @@ def progress_bars(enabled: bool) -> Iterator[None]:
     hf_logging.disable_progress_bar()
     hub_utils.disable_progress_bars()
     try:
-        yield
+        with _silent_gguf_loader() if gguf else contextlib.nullcontext():
+            yield
     finally:
         if transformers_on:
             hf_logging.enable_progress_bar()
         if not hub_off:
             hub_utils.enable_progress_bars()
+
+
+@contextlib.contextmanager
+def _silent_gguf_loader() -> Iterator[None]:
+    """The GGUF loader's ``tqdm`` disabled inside the block (left alone if it has none)."""
+    import functools
+    import importlib
+
+    loader = importlib.import_module(GGUF_LOADER)
+    bar = getattr(loader, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    loader.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        loader.tqdm = bar
 
 
 def pickle_refused(spec: str) -> ModelLoadError:

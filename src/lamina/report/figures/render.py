@@ -8,7 +8,14 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from lamina.report._style import DPI, PNG_METADATA, RC_PARAMS, SVG_METADATA, figure_names
+from lamina.report._style import (
+    DPI,
+    PNG_METADATA,
+    RC_PARAMS,
+    SVG_METADATA,
+    figure_names,
+    writable_matplotlib_dir,
+)
 from lamina.report.figures.accuracy import figure_part2
 from lamina.report.figures.compare_profiles import figure_compare
 from lamina.report.figures.controls import figure_part7
@@ -22,6 +29,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from lamina.study.result import StudyResult
+
+# Before any figure imports matplotlib: no warnings about an unwritable cache directory.
+writable_matplotlib_dir()
 
 
 def _builders(result: StudyResult, results) -> dict[str, Callable[[], Figure]]:
