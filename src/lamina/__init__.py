@@ -10,7 +10,17 @@ The public API, re-exported lazily so that ``import lamina`` stays light
     result = lamina.analyze_table(table, lamina.StudyOptions())  # lamina.study
     lamina.run_study(out="lamina-out")                       # lamina.pipeline: every output
 
-``lamina.stats`` holds the statistics as pure functions on arrays.
+In a notebook, a model and tokenizer already loaded with ``transformers`` go in as
+they are, and the results show themselves::
+
+    table = lamina.extract(model=model, tokenizer=tokenizer, text=text)
+    result = lamina.analyze_table(table)     # a short repr; HTML in a notebook
+    result.to_pandas("layers")               # pandas: pip install lamina[notebook]
+    lamina.figure(result, "part6")           # a matplotlib Figure
+    run = lamina.run_study(model=model, tokenizer=tokenizer, text=text, out="lamina-out")
+
+``lamina.stats`` holds the statistics as pure functions on arrays. ``docs/api.md``
+describes every name below.
 """
 
 from lamina._lazy import lazy_exports
@@ -21,6 +31,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_model": "lamina.sources",
     "load_text": "lamina.sources",
+    "LoadedModel": "lamina.sources",
     "extract": "lamina.capture",
     "read_table": "lamina.table",
     "write_table": "lamina.table",
@@ -28,8 +39,11 @@ _EXPORTS = {
     "StudyOptions": "lamina.study",
     "WindowOptions": "lamina.study",
     "StudyResult": "lamina.study",
+    "load_results": "lamina.study",
+    "figure": "lamina.report.figures",
     "run_study": "lamina.pipeline",
     "analyze_path": "lamina.pipeline",
+    "StudyRun": "lamina.pipeline",
 }
 
 __all__ = ["LaminaError", "__version__", *_EXPORTS]

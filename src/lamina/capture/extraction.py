@@ -177,9 +177,11 @@ def build_plan(
 
 
 def extract(
-    loaded: Any,
-    text: Any,
+    loaded: Any = None,
+    text: Any = None,
     *,
+    model: Any = None,
+    tokenizer: Any = None,
     sites: str | Iterable[str] = ("attn_out",),
     windows: str | WindowOptions = "all",
     window: int | None = None,
@@ -196,21 +198,20 @@ def extract(
 ) -> pa.Table:
     """Score every planned token of ``text`` and record the norm each layer writes there.
 
-    ``loaded`` is a :class:`lamina.sources.LoadedModel` (anything with ``model``,
-    ``tokenizer`` and ``report``); ``text`` a string, a
-    :class:`lamina.sources.LoadedText` or a :class:`lamina.sources.Corpus` (each
-    document gets its own windows; the ``doc`` column says which). ``windows`` is
-    a :class:`WindowOptions`, or its mode (``"all"``, ``"middle"``, ``"stream"``)
-    with ``window`` (default ``min(context, 1024)``), ``stride`` (default
-    ``window // 2``), ``batch_size`` (windows per forward pass; ``"auto"``: as
-    many as fit), ``max_tokens`` (cap on scored tokens) and ``bos`` (prepend the
-    BOS token, fed but not scored). ``site_template`` names site modules (see
-    :func:`lamina.capture.architectures.parse_site_templates`). ``progress``: True shows
-    a tqdm bar, False hides it, None shows it on a terminal only. ``shards_dir``:
-    save every shard there as it is done and reuse those already there (a killed
-    run resumes); None keeps everything in memory. A NaN or inf logit or norm
-    stops extraction (a :class:`CaptureError` naming the first layer and site);
-    ``allow_nonfinite`` keeps such rows, marked in a ``nonfinite`` column.
+    ``loaded``: a :class:`lamina.sources.LoadedModel`, or ``model=`` and ``tokenizer=`` loaded
+    with ``transformers`` (see ``as_loaded`` in :mod:`lamina.sources.loaded_model`). ``text``: a
+    string, a :class:`lamina.sources.LoadedText` or a :class:`lamina.sources.Corpus` (each
+    document gets its own windows; the ``doc`` column says which). ``windows``: a
+    :class:`WindowOptions`, or its mode (``"all"``, ``"middle"``, ``"stream"``) with ``window``
+    (default ``min(context, 1024)``), ``stride`` (default ``window // 2``), ``batch_size``
+    (windows per forward pass; ``"auto"``: as many as fit), ``max_tokens`` (cap on scored
+    tokens) and ``bos`` (prepend the BOS token, fed but not scored). ``site_template`` names
+    site modules (see :func:`lamina.capture.architectures.parse_site_templates`). ``progress``:
+    True shows a tqdm bar, False hides it, None shows it on a terminal only. ``shards_dir``:
+    save every shard there as it is done and reuse those already there (a killed run resumes);
+    None keeps everything in memory. A NaN or inf logit or norm stops extraction (a
+    :class:`CaptureError` naming the first layer and site); ``allow_nonfinite`` keeps such rows,
+    marked in a ``nonfinite`` column.
 
     Returns the token table (see :mod:`lamina.table`). Raises
     :class:`CaptureError` / :class:`InputError` before any forward pass for
@@ -220,10 +221,8 @@ def extract(
 
     if not isinstance(windows, WindowOptions):
         windows = WindowOptions(windows, window, stride, batch_size, max_tokens, bos)
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer, report, context = _model_parts(loaded, model, tokenizer)
     resolved = resolve_sites(model, sites, site_template)
-    report = model_report(loaded, model)
-    context = _context_length(loaded, model)
     plan, text_meta, bos_id = build_plan(
         text,
         tokenizer,
@@ -256,6 +255,15 @@ def extract(
     return assemble_table(
         bones, computed, metadata, allow_nonfinite=allow_nonfinite, tokenizer=tokenizer
     )
+
+
+def _model_parts(loaded: Any, model: Any, tokenizer: Any) -> tuple[Any, Any, dict, int | None]:
+    """(model, tokenizer, report dict, context length) of what :func:`extract` was given."""
+    from lamina.sources.loaded_model import as_loaded
+
+    loaded = as_loaded(loaded, model=model, tokenizer=tokenizer)
+    model = loaded.model
+    return model, loaded.tokenizer, model_report(loaded, model), _context_length(loaded, model)
 
 
 def _run_here(

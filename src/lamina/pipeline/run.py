@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import os
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from lamina.errors import InputError, TableError
 from lamina.pipeline.outputs import (
+    FIGURES_DIR,
     TOKENS_FILE,
     StudyOutputs,
     check_out_dir,
@@ -27,19 +29,71 @@ from lamina.study.result import StudyResult
 from lamina.study.token_view import token_view
 
 if TYPE_CHECKING:
+    import pandas as pd
     import pyarrow as pa
+    from matplotlib.figure import Figure
 
-    from lamina.sources import Corpus
+    from lamina.sources import Corpus, LoadedModel
 
 
 @dataclasses.dataclass
 class StudyRun:
-    """What :func:`run_study` or :func:`analyze_path` produced."""
+    """What :func:`run_study` or :func:`analyze_path` produced.
+
+    In a notebook it shows as the headline, the laminar figure (the run's own PNG)
+    and the per-layer table; its ``repr`` is a few lines.
+    """
 
     result: StudyResult
     outputs: StudyOutputs
     reused_table: bool
     reuse_note: str
+
+    def __repr__(self) -> str:
+        how = "re-used" if self.reused_table else "extracted"
+        return (
+            f"StudyRun in {str(self.outputs.out_dir)!r} (token table {how}: "
+            f"{self.reuse_note[:120]}); report {self.outputs.report.name}\n{self.result!r}"
+        )
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from lamina.study.result_view import html
+
+        png = self._figure_png()
+        image = (
+            f'<img alt="laminar profile" style="max-width:100%;width:900px" '
+            f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}"/>'
+            if png
+            else ""
+        )
+        where = f"<p>outputs: <code>{escape(str(self.outputs.out_dir))}</code></p>"
+        return html(self.result, image + where)
+
+    def _figure_png(self) -> bytes | None:
+        """The run's PNG of the laminar profile, or None if it is gone."""
+        png = self.outputs.out_dir / FIGURES_DIR / "part6_laminar_profile.png"
+        try:
+            return png.read_bytes()
+        except OSError:
+            return None
+
+    def to_pandas(self, kind: str = "layers") -> pd.DataFrame:
+        """A pandas ``DataFrame``: ``kind`` as :meth:`StudyResult.to_pandas`, ``"tokens"``
+        read from the run's token table (``outputs.table``)."""
+        table = None
+        if kind == "tokens":
+            if self.outputs.table is None:
+                raise InputError("this run kept no token table, so there is no tokens frame.")
+            table = load_table_input(Path(self.outputs.table))
+        return self.result.to_pandas(kind, table=table)
+
+    def figure(self, name: str = "part6") -> Figure:
+        """One of the run's figures as a matplotlib ``Figure`` (see :func:`lamina.figure`)."""
+        from lamina.report.figures import figure
+
+        return figure(self.result, name)
 
 
 def prewarm() -> threading.Thread:
@@ -90,29 +144,28 @@ def run_study(
 ) -> StudyRun:
     """From a model and a text or corpus (default: the embedded model on Alice) to every output.
 
-    ``text`` is one text spec or several (see :func:`lamina.sources.load_corpus`).
-    Re-uses ``out/tokens.parquet`` when its metadata matches the model, text
-    and windows (and the site is present); else extracts it, resuming from the
-    shards in ``out/shards/`` (``extraction`` says where the forward passes run
-    and whether NaN or inf outputs are kept). ``max_text_bytes`` caps every text
-    read. In the notebook mode the text keeps its boilerplate and the window is
-    the notebook's (the model's context length from the middle of the token
-    stream). ``progress``: True/False shows/hides the loading and extraction
-    bars, None shows them on a terminal only. ``log`` receives one line saying
-    whether the table was re-used and why (e.g. ``print``), or None. The output
-    set is written as one, ``out`` locked meanwhile
-    (:func:`lamina.pipeline.outputs.output_set`). The result records how long each
-    stage took (``timings``).
+    ``model`` is a model spec, or a causal LM loaded with ``transformers`` and its
+    ``tokenizer``: identified by class, config hash and tensor fingerprint, run in this process
+    (:mod:`lamina.sources.loaded_model`). ``text`` is one text spec or several (see
+    :func:`lamina.sources.load_corpus`). Re-uses ``out/tokens.parquet`` when its metadata
+    matches the model, text and windows (and the site is present); else extracts it, resuming
+    from the shards in ``out/shards/`` (``extraction`` says where the forward passes run and
+    whether NaN or inf outputs are kept). ``max_text_bytes`` caps every text read. In the
+    notebook mode the text keeps its boilerplate and the window is the notebook's (the model's
+    context length from the middle of the token stream). ``progress``: True/False shows/hides
+    the loading and extraction bars, None shows them on a terminal only. ``log`` receives one
+    line saying whether the table was re-used and why (e.g. ``print``), or None. The output set
+    is written as one, ``out`` locked meanwhile (:func:`lamina.pipeline.outputs.output_set`).
+    The result records how long each stage took (``timings``).
     """
-    from lamina.sources import DEFAULT_MODEL, load_corpus
+    from lamina.sources import load_corpus
 
     clock = Stopwatch()
-    model = model or DEFAULT_MODEL
     options = options or StudyOptions()
     windows = windows or WindowOptions()
     extraction = extraction or ExtractionOptions()
     check_windows(options, windows)
-    model_kwargs = dict(model_kwargs or {})
+    model, model_kwargs = _model_of_run(model, tokenizer, model_kwargs, extraction)
     out_dir = Path(out)
     check_out_dir(out_dir)
     if options.notebook:
@@ -150,12 +203,41 @@ def run_study(
     return StudyRun(result=result, outputs=outputs, reused_table=reused, reuse_note=note)
 
 
+def _model_of_run(
+    model: Any,
+    tokenizer: Any,
+    model_kwargs: Mapping[str, Any] | None,
+    extraction: ExtractionOptions,
+) -> tuple[str | LoadedModel, dict[str, Any]]:
+    """The run's model spec (default the embedded model), or its model object wrapped
+    (then no model_kwargs are left)."""
+    from lamina.sources import DEFAULT_MODEL, load_model
+
+    model_kwargs = dict(model_kwargs or {})
+    if model is None or (isinstance(model, str) and not model):
+        model = DEFAULT_MODEL
+    if isinstance(model, str):
+        if tokenizer is not None:
+            raise InputError(
+                f"tokenizer= goes with a model object; the model {model!r} brings its own: drop it."
+            )
+        return model, model_kwargs
+    if extraction.engine != "local":
+        raise InputError(
+            "a model passed in as an object runs in this process: use engine 'local', or "
+            "give a model spec for Ray's workers to load."
+        )
+    placed = {k: model_kwargs[k] for k in ("device", "dtype", "revision") if k in model_kwargs}
+    return load_model(model, tokenizer, **placed), {}
+
+
 @dataclasses.dataclass(frozen=True)
 class RunJob:
-    """What a run studies: its directory, the model, the corpus and every option."""
+    """What a run studies: its directory, the model (a spec, or a model object wrapped),
+    the corpus and every option."""
 
     out_dir: Path
-    model: str
+    model: str | LoadedModel
     corpus: Corpus
     windows: WindowOptions
     options: StudyOptions
@@ -220,9 +302,15 @@ def _reusable_table(table_file: Path, job: RunJob) -> tuple[pa.Table | None, str
         if not isinstance(context, int) or context < 1:
             return None, "it records no context length for the notebook's window"
         windows = notebook_windows(context)
+    spec = job.model
+    if not isinstance(spec, str):
+        matches, note = _same_object(meta.get("model", {}), spec.report.to_dict())
+        if not matches:
+            return None, note
+        spec = spec.report.spec
     matches, note = table_matches(
         meta,
-        model=job.model,
+        model=spec,
         text_sha256=job.corpus.sha256,
         windows=windows,
         site=job.options.analysed_sites,
@@ -233,6 +321,22 @@ def _reusable_table(table_file: Path, job: RunJob) -> tuple[pa.Table | None, str
         if n_bad:
             matches, note = False, f"it has {n_bad} token(s) with NaN or inf outputs"
     return (candidate if matches else None), note
+
+
+def _same_object(recorded: Mapping[str, Any], report: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether a table was captured from the same weights, config and dtype as a model
+    object (its fingerprint hashes every tensor, so equal fingerprints are equal weights)."""
+    for key, what in (
+        ("fingerprint", "other weights"),
+        ("config_sha256", "another config"),
+        ("dtype", "another dtype"),
+    ):
+        if recorded.get(key) != report.get(key):
+            return False, (
+                f"it was captured from {what} ({key} {str(recorded.get(key))[:30]!r}, "
+                f"not {str(report.get(key))[:30]!r})"
+            )
+    return True, "same weights"
 
 
 def analyze_path(

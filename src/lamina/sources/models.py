@@ -23,7 +23,7 @@ import hashlib
 import json
 import logging
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,13 @@ from lamina.sources._hf import (
 from lamina.sources.gguf import EMBEDDED_MODELS, embedded_gguf_path, ensure_gguf_cache
 from lamina.sources.hfconfig import config_dims
 from lamina.sources.hub import resolve_hub
+from lamina.sources.loaded_model import (
+    LoadedModel,
+    ModelReport,
+    check_vocabulary,
+    from_objects,
+    is_loaded_model,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -74,61 +81,9 @@ _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[\w.-]{1,96})?")
 _DTYPES = ("float32", "float16", "bfloat16")
 
 
-@dataclass(frozen=True)
-class ModelReport:
-    """What was loaded, as later outputs record it.
-
-    ``fingerprint`` identifies the weights: ``hub:<commit sha>`` for hub models,
-    ``sha256:<hex>`` of the weights file for GGUF and single-file directories, and
-    for sharded directories the sha256 of the ``sha256sum``-style listing
-    (``"<hex>  <file name>\\n"`` per shard, sorted by name). ``context_length`` is
-    the model's maximum number of positions (0 when the config sets none).
-    ``n_params`` counts tied parameters once.
-    """
-
-    spec: str
-    name: str
-    source: str  # "embedded" | "hub" | "local" | "gguf"
-    architecture: str
-    n_layers: int
-    hidden_size: int
-    n_heads: int
-    context_length: int
-    n_params: int
-    dtype: str
-    device: str
-    revision: str | None
-    fingerprint: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def format(self) -> str:
-        """A multi-line human summary."""
-        context = f"{self.context_length:,}" if self.context_length else "not fixed"
-        where = self.source if self.revision is None else f"{self.source}, revision {self.revision}"
-        lines = [
-            f"model         {self.name} ({where}; spec {self.spec!r})",
-            f"architecture  {self.architecture}: {self.n_layers} layers, hidden size "
-            f"{self.hidden_size}, {self.n_heads} attention heads, context {context} tokens",
-            f"parameters    {self.n_params:,}",
-            f"dtype/device  {self.dtype} on {self.device}",
-            f"fingerprint   {self.fingerprint}",
-        ]
-        return "\n".join(lines)
-
-
-@dataclass
-class LoadedModel:
-    """A causal LM in eval mode with gradients off, its tokenizer, and its report."""
-
-    model: transformers.PreTrainedModel
-    tokenizer: transformers.PreTrainedTokenizerBase
-    report: ModelReport
-
-
 def load_model(
-    spec: str = DEFAULT_MODEL,
+    spec: str | Any = DEFAULT_MODEL,
+    tokenizer: transformers.PreTrainedTokenizerBase | None = None,
     *,
     device: str = "auto",
     dtype: str = "auto",
@@ -137,13 +92,20 @@ def load_model(
     allow_pickle: bool = False,
     progress: bool = True,
 ) -> LoadedModel:
-    """Load a causal LM and its tokenizer from a spec (see the module docstring).
+    """Load a causal LM and its tokenizer from a spec (see the module docstring), or wrap
+    a model and tokenizer already loaded with ``transformers``.
 
     Args:
-        spec: embedded alias, ``.gguf`` path, ``save_pretrained`` directory, or hub id.
-        device: ``auto`` (cuda, then mps, then cpu), ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
-        dtype: ``auto`` (bfloat16 on cuda, float32 elsewhere), ``float32``, ``float16``,
-            ``bfloat16``.
+        spec: embedded alias, ``.gguf`` path, ``save_pretrained`` directory, or hub id;
+            or a causal LM object (``PreTrainedModel``), with ``tokenizer``, or a
+            ``(model, tokenizer)`` pair (see :func:`lamina.sources.loaded_model.from_objects`:
+            its report says ``source="object"``, its fingerprint hashes the tensors); or a
+            :class:`LoadedModel`, returned as it is.
+        tokenizer: the tokenizer of a model object (a spec brings its own).
+        device: ``auto`` (cuda, then mps, then cpu; a model object stays where it is),
+            ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (a model object is moved in place).
+        dtype: ``auto`` (bfloat16 on cuda, float32 elsewhere; a model object keeps its
+            own), ``float32``, ``float16``, ``bfloat16`` (a model object is cast in place).
         revision: hub branch, tag or commit (hub ids only).
         trust_remote_code: run the repository's own modelling code (off by default).
         allow_pickle: accept checkpoints whose only weights are pickled ``.bin`` files.
@@ -151,8 +113,15 @@ def load_model(
 
     Raises:
         ModelLoadError: the spec cannot be found, fetched or loaded as a causal LM.
-        InputError: an option has an unusable value.
+        InputError: an option has an unusable value, or an object is not a causal LM
+            and its tokenizer.
     """
+    if not isinstance(spec, str) and spec is not None:
+        return _passed_in(spec, tokenizer, device=device, dtype=dtype, revision=revision)
+    if tokenizer is not None:
+        raise InputError(
+            f"tokenizer= goes with a model object; the model {spec!r} brings its own: drop it."
+        )
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     with progress_bars(progress):
@@ -175,6 +144,25 @@ def load_model(
             trust_remote_code=resolved.trust_remote_code,
             allow_pickle=resolved.allow_pickle,
         )
+
+
+def _passed_in(
+    given: Any, tokenizer: Any, *, device: str, dtype: str, revision: str | None
+) -> LoadedModel:
+    """``load_model`` of an object: a LoadedModel as it is, else :func:`from_objects`."""
+    if revision is not None:
+        raise InputError("revision= applies only to hub ids, not to a model object: drop it.")
+    if is_loaded_model(given):
+        if tokenizer is not None or (device, dtype) != ("auto", "auto"):
+            raise InputError(
+                "a LoadedModel is already loaded: drop tokenizer=, device= and dtype=."
+            )
+        return given
+    torch_device = None if device == "auto" else resolve_device(device)
+    torch_dtype = None
+    if dtype != "auto":
+        torch_dtype = resolve_dtype(dtype, torch_device or resolve_device("cpu"))
+    return from_objects(given, tokenizer, device=torch_device, dtype=torch_dtype)
 
 
 @dataclass(frozen=True)
@@ -499,12 +487,7 @@ def _load_folder(
     model.to(device)
     model.eval()
     model.requires_grad_(False)
-    n_embeddings = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > n_embeddings:
-        raise ModelLoadError(
-            f"the tokenizer of {spec!r} has {len(tokenizer):,} tokens but the model embeds only "
-            f"{n_embeddings:,}: pair the model with its own tokenizer."
-        )
+    check_vocabulary(model, tokenizer, repr(spec))
     report = _make_report(
         model,
         tokenizer,

@@ -14,7 +14,7 @@ import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,10 @@ from lamina.study.records import (
     SitesSection,
     plain,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
 
 RESULTS_FORMAT = "lamina.study"
 RESULTS_FORMAT_VERSION = 1
@@ -105,6 +109,34 @@ class StudyResult(Record):
     def from_dict(cls, data: Mapping[str, Any]) -> StudyResult:
         """A result read back from ``results.json`` (without the per-token ``data``)."""
         return super().from_dict({k: v for k, v in data.items() if k != "data"})
+
+    def __repr__(self) -> str:
+        """A few lines (model, text, tokens, accuracy, significant layers, headline), under
+        1,000 characters; ``to_dict()`` has everything."""
+        from lamina.study.result_view import short_text
+
+        return short_text(self)
+
+    def _repr_html_(self) -> str:
+        """The headline and the per-layer table, for notebooks (every string escaped)."""
+        from lamina.study.result_view import html
+
+        return html(self)
+
+    def to_pandas(self, kind: str = "layers", *, table: pa.Table | None = None) -> pd.DataFrame:
+        """The result as a pandas ``DataFrame`` (needs ``pip install lamina[notebook]``).
+
+        ``kind``: ``"layers"``, one row per layer of the primary site: ``site``, Part 6's
+        fields under ``layers.csv``'s column names (the autocorrelation as
+        ``norm_acf_lag1`` ... ``norm_acf_lag5``), and the statistic's name and unit, the
+        correction and the compat mode; ``"sites"``, one row per layer (per head for
+        ``attn_head``) of every analysed site, with the run-wide corrections;
+        ``"controls"``, Part 7's rows; ``"tokens"``, one row per token of ``table`` (the
+        token table the result was computed from, e.g. what ``lamina.extract`` returned).
+        """
+        from lamina.study.result_view import frame
+
+        return frame(self, kind, table)
 
 
 # ----------------------------------------------------------------------------- JSON

@@ -4,7 +4,8 @@ Every figure is built from a ``results.json`` dict (plus the per-token arrays of
 Part 2's strip plot, from :class:`lamina.study.result.StudyData`) and rendered
 to PNG and SVG bytes in memory; the pipeline writes them. Part 1 (model and
 capture) is a table in the report, not a figure. One module per figure;
-:mod:`.render` draws them all.
+:mod:`.render` draws them all; :func:`figure` (``lamina.figure``) returns one as a
+matplotlib ``Figure``.
 
 Significance is shown by filled (significant) vs open (not significant)
 markers, so it survives greyscale printing.
@@ -18,6 +19,8 @@ _EXPORTS = {
     "FIGURE_SIZES": "lamina.report._style",
     "FIGURE_TITLES": "lamina.report._style",
     "figure_names": "lamina.report._style",
+    "FIGURE_ALIASES": ".by_name",
+    "figure": ".by_name",
     "figure_part2": ".accuracy",
     "figure_part3": ".layer",
     "figure_part4": ".divergences",
