@@ -115,11 +115,8 @@ def render_figures(
     usable) a forked child renders about half of the figures while this
     process renders the rest; the bytes are the same either way.
     """
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")
-    import matplotlib.figure  # imported here, before forking, so the child needs no import
+    # No matplotlib.use(): figures are Figure objects saved by their own canvas, so the
+    # backend (a notebook's inline one) is left as the user has it.
 
     results = result.to_dict()
     builders = _builders(result, results)
@@ -172,19 +169,12 @@ def render_compare_figure(
     comparison, formats: tuple[str, ...] = ("png", "svg")
 ) -> dict[str, bytes]:
     """The comparison's figure (``compare_profiles``) as ``{format: bytes}``."""
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")
     return _render(lambda: figure_compare(comparison), formats)
 
 
 def warm_up() -> None:
     """Load the Agg and SVG backends and the fonts by drawing a small figure (not kept)."""
     import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     with matplotlib.rc_context(RC_PARAMS):
