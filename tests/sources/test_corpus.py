@@ -119,3 +119,17 @@ def test_all_documents_bad_is_one_sentence(tmp_path):
     _write(tmp_path / "d", {"a.txt": "", "b.txt": "  \n"})
     with pytest.raises(TextLoadError, match="no usable document"):
         load_corpus(str(tmp_path / "d"), skip_bad_docs=True)
+
+
+def test_the_text_itself_given_as_a_spec_is_one_sentence():
+    """A long string is not a file name: one sentence, not the OS's 'File name too long'."""
+    from lamina.errors import TextLoadError
+    from lamina.sources import load_corpus
+
+    text = "Alice was beginning to get very tired of sitting by her sister. " * 20
+    with pytest.raises(TextLoadError) as err:
+        load_corpus(text)
+    message = str(err.value)
+    assert "'Alice was beginning to get very tired of...'" in message
+    assert "(1,280 characters) is not a usable path (File name too long)" in message
+    assert "lamina.extract, which takes the text itself" in message and "\n" not in message

@@ -166,6 +166,19 @@ class _Reading:
     cap: int
 
 
+def _check_path_spec(spec: str, path: Path) -> None:
+    """A spec that cannot be a path (the text itself, passed as a spec) is one sentence."""
+    try:
+        path.exists()
+    except OSError as exc:
+        shown = spec[:40].replace("\n", " ") + ("..." if len(spec) > 40 else "")
+        raise TextLoadError(
+            f"the text spec {shown!r} ({len(spec):,} characters) is not a usable path "
+            f"({exc.strerror or exc}): a spec is gutenberg:N, a path, - or a URL; to analyse a "
+            "string, write it to a file, or give it to lamina.extract, which takes the text itself."
+        ) from exc
+
+
 def _expand(specs: list[str], reading: _Reading) -> Iterator[tuple[str, Loader]]:
     """(document name, loader) for every document of every spec, in order."""
     for spec in specs:
@@ -180,6 +193,7 @@ def _expand(specs: list[str], reading: _Reading) -> Iterator[tuple[str, Loader]]
             yield spec, _single(spec, reading)
             continue
         path = Path(spec).expanduser()
+        _check_path_spec(spec, path)
         if path.is_dir():
             files = sorted(p for p in path.glob("*.txt") if p.is_file())
             if not files:
