@@ -291,6 +291,22 @@ def test_odds_ratio_ticks_cover_both_sides_of_one(outputs):
     assert len(labels) >= 3
 
 
+def test_part7_panel_b_draws_odds_ratios_over_hundreds_of_decades(outputs):
+    """Extreme (but finite) odds ratios and intervals give an axis, not an overflow."""
+    import matplotlib
+
+    from lamina.report.figures.controls import figure_part7
+
+    results = load_results(outputs.out_dir)
+    for row in results["part7"]["layers"]:
+        row.update(odds_ratio=2.6e47, odds_ratio_ci_low=8.3e-130, odds_ratio_ci_high=8.1e223)
+    with matplotlib.rc_context():
+        fig = figure_part7(results)
+        fig.canvas.draw()
+        low, high = fig.axes[1].get_ylim()
+    assert 0 < low <= 8.3e-130 and 8.1e223 <= high < float("inf")
+
+
 def test_a_failing_figure_stops_the_rendering_child(result, monkeypatch):
     """When a figure this process renders fails, the forked child (which may be blocked
     sending its figures) is stopped and the error raised, instead of waiting forever."""

@@ -94,3 +94,22 @@ def test_one_step_standard_errors_equal_block_sums_of_the_estimating_function():
     assert result.se[0] == pytest.approx(np.sqrt((sums**2).sum()) / info, rel=1e-9)
     # with independent tokens the robust SE is close to the model-based one
     assert result.se[0] == pytest.approx(1 / np.sqrt(info), rel=0.15)
+
+
+def test_controls_that_separate_the_classes_leave_the_odds_ratio_undefined():
+    """Quasi-complete separation by the controls: NaN and ``separated``, not 1e47."""
+    rng = np.random.default_rng(3)
+    n = 1800
+    z = rng.normal(size=n)
+    y = (z > 0.8).astype(float)  # the control decides the label
+    design = with_intercept(z)
+    x = rng.normal(size=(n, 2))
+    found = one_step_log_odds(x, y, design, np.arange(n) // 50)
+    assert found.separated and not found.null_converged
+    assert np.isnan(found.coef).all() and np.isnan(found.se).all()
+    # the same column with a label the control does not decide: finite and near statsmodels
+    y2 = (rng.random(n) < 0.3 + 0.2 * (z > 0)).astype(float)
+    kept = one_step_log_odds(x, y2, design, np.arange(n) // 50)
+    assert not kept.separated and np.isfinite(kept.coef).all()
+    exact = sm.GLM(y2, np.column_stack((design, x[:, 0])), family=sm.families.Binomial()).fit()
+    assert kept.coef[0] == pytest.approx(exact.params[-1], abs=0.02)

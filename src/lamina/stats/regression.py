@@ -127,14 +127,22 @@ def with_intercept(columns) -> np.ndarray:
     return np.hstack((np.ones((arr.shape[0], 1)), arr))
 
 
+#: below this total Bernoulli information (``sum mu0 (1 - mu0)``, 0.25 per token at
+#: ``mu0 = 1/2``) the controls separate the classes and an odds ratio given them is undefined
+SEPARATION_INFORMATION = 2.0
+
+
 @dataclasses.dataclass(frozen=True)
 class OneStep:
     """The one-step log odds ratio of every column given the controls: ``coef`` and ``se``
-    (L,), block-robust; ``null_converged``: whether the controls' model converged."""
+    (L,), block-robust; ``null_converged``: whether the controls' model converged;
+    ``separated``: the controls alone predict the labels (almost) perfectly, so no
+    column's odds ratio is defined (``coef`` and ``se`` are NaN)."""
 
     coef: np.ndarray
     se: np.ndarray
     null_converged: bool
+    separated: bool = False
 
 
 def one_step_log_odds(x, labels, design, block_ids) -> OneStep:
@@ -160,6 +168,9 @@ def one_step_log_odds(x, labels, design, block_ids) -> OneStep:
     fit = logistic_fit(d, y)
     mu0 = expit(d @ fit.coef)
     w0 = mu0 * (1.0 - mu0)
+    if w0.sum() < SEPARATION_INFORMATION:
+        nan = np.full(values.shape[1], np.nan)
+        return OneStep(coef=nan, se=nan.copy(), null_converged=False, separated=True)
     weighted = d * w0[:, None]
     projection = np.linalg.lstsq(d.T @ weighted, weighted.T @ values, rcond=None)[0]
     resid = values - d @ projection

@@ -131,8 +131,8 @@ def _log_ticks(ax, low: float, high: float) -> None:
     """A log y axis from ``low`` to ``high`` (padded) with labelled ticks across all of it."""
     from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
-    pad = (high / low) ** 0.05
-    bottom, top = low / pad, high * pad
+    decades = np.log10(high) - np.log10(low)  # in logs: a huge range must not overflow
+    bottom, top = low / 10 ** (0.05 * decades), high * 10 ** (0.05 * decades)
     ax.set_yscale("log")
     ax.set_ylim(bottom, top)
     if top / bottom <= 5:

@@ -31,6 +31,10 @@ ADJUSTMENT_RULE = (
     "a cubic B-spline (log(1 + value) for ctx_pos and target_freq) with round(n^(1/3) / 2) "
     "interior knots (3-20) at quantiles for every other; additive"
 )
+SEPARATION_NOTE = (
+    "the controls alone predict correct and incorrect almost perfectly (they separate the "
+    "classes), so an odds ratio given them is undefined and left out"
+)
 ENTROPY_NOTE = (
     "entropy is among the controls: it is a consequence of the layers' states (the final norm "
     "and the unembedding read them), so this Part 7 asks a different question, whether the "

@@ -35,6 +35,7 @@ from lamina.study.options import StudyOptions
 from lamina.study.parts._controls_words import (
     ADJUSTMENT_RULE,
     ENTROPY_NOTE,
+    SEPARATION_NOTE,
     TEST_WORDS,
     VERDICTS,
     balance_rows,
@@ -95,6 +96,8 @@ def controls(profile: LaminarProfile, data: Prepared, options: StudyOptions) -> 
         design,
         found.blocks.ids,
     )
+    if odds.separated:
+        notes.append(SEPARATION_NOTE)
     oof = out_of_fold(res.rx, labels, design, serial.blocks, seed=options.seed + 2)
     note = resolution_note(
         options.correction, values.shape[1], test.n_permutations, options.alpha, exact=test.exact
