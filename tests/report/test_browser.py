@@ -317,3 +317,23 @@ def test_the_header_timestamp_stays_on_one_line(driver, report):
         assert lines == 1
     finally:
         driver.set_window_size(size["width"], size["height"])
+
+
+@pytest.mark.parametrize("table_id", ["controlled-layers", "layers", "balance"])
+def test_wide_tables_fit_the_page_without_scrolling(driver, report, table_id):
+    """At a laptop's width every column of the per-layer tables is on screen."""
+    from selenium.webdriver.common.by import By
+
+    size = driver.get_window_size()
+    driver.set_window_size(1280, 900)
+    try:
+        driver.get(report.resolve().as_uri())
+        table = driver.find_element(By.ID, table_id)
+        table_right, box_right = driver.execute_script(
+            "const t = arguments[0], box = t.parentElement;"
+            "return [t.getBoundingClientRect().right, box.getBoundingClientRect().right];",
+            table,
+        )
+        assert table_right <= box_right + 1, (table_right, box_right)
+    finally:
+        driver.set_window_size(size["width"], size["height"])

@@ -405,3 +405,12 @@ def test_table_statistics_have_one_number_of_decimals_per_column(outputs):
     assert _decimal_counts([row[4] for row in sweep]) == {2}
     significant = _decimal_counts(statistic)
     assert significant.pop() >= 3  # the largest value still has four significant digits
+
+
+def test_a_huge_number_in_a_fixed_decimals_cell_is_short():
+    from lamina.report.html import _fmt_fixed
+
+    assert _fmt_fixed(-5.169127970019394e61, 2, True) == "-5.17e+61"
+    assert _fmt_fixed(123456.7, 1) == "1.23e+05"
+    assert _fmt_fixed(99999.0, 1) == "99999.0"
+    assert _fmt_fixed(0.02612, 4) == "0.0261" and _fmt_fixed(None) == "–"

@@ -40,11 +40,17 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+#: from this magnitude on a fixed-decimals cell is written in scientific notation
+LARGE = 1e5
+
+
 def _fmt_fixed(value: Any, decimals: int = 4, signed: bool = False) -> str:
-    """A number with ``decimals`` decimals (a table column's cells line up); '–' for missing."""
+    """A number with ``decimals`` decimals (a table column's cells line up); '–' for missing;
+    a magnitude of 100,000 or more in three significant digits, so no cell widens the page."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
-    return f"{value:+.{decimals}f}" if signed else f"{value:.{decimals}f}"
+    spec = f".{decimals}f" if abs(value) < LARGE else ".3g"
+    return format(value, ("+" if signed else "") + spec)
 
 
 def _decimals(values: Any, digits: int = 4) -> int:
