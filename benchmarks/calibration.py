@@ -18,7 +18,15 @@ Writes ``benchmarks/results/calibration.json`` (each condition as it finishes)
 and prints a Markdown table for ``docs/statistics.md``. ``--quick`` runs a few
 tables per condition. Never asserts anything.
 
+``--probes`` runs Part 8's cases instead (``lamina.stats.calibration.run_probe_cell``:
+40,000 tokens, 30 layers of 32-dimensional vectors independent of serially dependent labels,
+cross-fitted probes over 5 folds of whole windows): the family-wise error and per-layer
+rejection of the probe's test, the coverage of 1/2 by its AUROC interval and the log-norm's,
+the same before the widening for cross-fitting, and the share of layers whose log-loss gain
+interval lies above 0; written to ``benchmarks/results/calibration_probes.json``.
+
     .venv/bin/python benchmarks/calibration.py [--quick] [--tables-large 100]
+    .venv/bin/python benchmarks/calibration.py --probes [--tables-large 100]
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from lamina.stats.calibration import run_cell  # noqa: E402
+from lamina.stats.calibration import run_cell, run_probe_cell  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 CONFOUNDS = ("none", "linear", "early", "step", "first", "ushape")
@@ -88,6 +96,75 @@ HEADER = (
 )
 
 
+#: Part 8's cases: (method, rho, share of the large table count, log-loss gain too).
+PROBE_CELLS = (
+    ("diffmeans", 0.5, 1.0, True),
+    ("lda", 0.5, 0.5, False),
+    ("diffmeans", 0.9, 0.5, False),
+)
+PROBE_HEADER = (
+    "| method | ρ | tables | FWER | per-layer rejection | AUROC coverage of 1/2 | "
+    "log-norm AUROC coverage | FWER, scores fixed | per-layer, scores fixed | "
+    "coverage, scores fixed | gain CI above 0 |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def _probe_line(result: dict) -> str:
+    r = result["rates"]
+
+    def show(key: str) -> str:
+        return f"{r[key]['rate']:.3f} ± {r[key]['se']:.3f}" if key in r else ""
+
+    keys = (
+        "probe_fwer",
+        "probe_layer_rejection",
+        "probe_auroc_coverage",
+        "norm_auroc_coverage",
+        "probe_fwer_fixed",
+        "probe_layer_rejection_fixed",
+        "probe_auroc_coverage_fixed",
+        "probe_gain_above_zero",
+    )
+    cells = " | ".join(show(k) for k in keys)
+    return f"| {result['method']} | {result['rho']} | {result['n_tables']} | {cells} |"
+
+
+def probes_main(args) -> None:
+    """Part 8's calibration (module docstring)."""
+    out = args.out if args.out != DEFAULT_OUT else HERE / "results" / "calibration_probes.json"
+    results = []
+    started = time.perf_counter()
+    for method, rho, share, gain in PROBE_CELLS:
+        tables = 3 if args.quick else max(1, round(share * args.tables_large))
+        t0 = time.perf_counter()
+        result = run_probe_cell(
+            method=method, rho=rho, n_tables=tables, n_permutations=args.permutations, gain=gain
+        )
+        result["seconds"] = round(time.perf_counter() - t0, 1)
+        results.append(result)
+        print(_probe_line(result), flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(
+            json.dumps(
+                {
+                    "machine": machine_info(),
+                    "command": " ".join(sys.argv),
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "cells": results,
+                },
+                indent=1,
+            )
+        )
+    print()
+    print(PROBE_HEADER)
+    for result in results:
+        print(_probe_line(result))
+
+
+DEFAULT_OUT = HERE / "results" / "calibration.json"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 tables per condition")
@@ -98,8 +175,12 @@ def main() -> None:
     parser.add_argument(
         "--only", help="run only the conditions whose 'confound,rho,effect' match this regex"
     )
-    parser.add_argument("--out", type=Path, default=HERE / "results" / "calibration.json")
+    parser.add_argument("--probes", action="store_true", help="Part 8's cases instead")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    if args.probes:
+        probes_main(args)
+        return
     results = []
     started = time.perf_counter()
     for n_tokens in (int(s) for s in args.sizes.split(",")):

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from lamina.stats.calibration import ALPHA, Rate, run_cell
+from lamina.stats.calibration import ALPHA, Rate, run_cell, run_probe_cell
 
 pytestmark = pytest.mark.slow
 
@@ -96,3 +96,19 @@ def test_power_is_the_same_for_either_sign():
     # the difference of two rates over 20 tables each, two Monte-Carlo SEs
     p = (found[0.03] + found[-0.03]) / 2
     assert abs(found[0.03] - found[-0.03]) <= 2 * math.sqrt(2 * p * (1 - p) / n_tables)
+
+
+def test_part8_keeps_alpha_and_covers_at_scale_where_fixed_scores_do_not():
+    # 40,000 tokens, 30 layers of 32-dimensional vectors that carry nothing, serially dependent
+    # labels and vectors (rho 0.5), cross-fitted over 5 folds of whole windows
+    n_tables = 16
+    cell = run_probe_cell(n_tokens=N_TOKENS, n_layers=30, n_tables=n_tables, n_permutations=99)
+    rates = cell["rates"]
+    assert rates["probe_fwer"]["rate"] <= _bound(n_tables)
+    assert rates["probe_layer_rejection"]["rate"] <= _bound(n_tables)
+    assert rates["probe_auroc_coverage"]["rate"] >= 0.93
+    assert rates["norm_auroc_coverage"]["rate"] >= 0.93
+    # the shift null and the bootstrap with the scores held fixed: too narrow (the widening's
+    # reason, lamina.stats.linear_probes)
+    assert rates["probe_layer_rejection_fixed"]["rate"] > 1.5 * ALPHA
+    assert rates["probe_auroc_coverage_fixed"]["rate"] < 0.9

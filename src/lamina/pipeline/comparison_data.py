@@ -15,16 +15,25 @@ from typing import Any
 
 from lamina import __version__
 from lamina._format import layer_list
-from lamina.report.comparison_page import POINT_COLUMNS
+from lamina.report.comparison_page import POINT_COLUMNS, PROBE_POINT_FIELDS
 
 COMPARE_FORMAT = "lamina.compare"
 COMPARE_FORMAT_VERSION = 1
 
 #: What a point of a series holds besides the run's per-layer numbers: set by the series
 #: (``layer``, ``relative_depth``, ``significant``) or by the CSV (``label``, ``site``, ``n_layers``).
-_NOT_FROM_ROWS = ("label", "site", "n_layers", "layer", "relative_depth", "significant")
+_NOT_FROM_ROWS = (
+    "label",
+    "site",
+    "n_layers",
+    "layer",
+    "relative_depth",
+    "significant",
+    *PROBE_POINT_FIELDS,
+)
 #: The per-layer fields each point of a series carries from the run's site rows: the
-#: comparison CSV's point columns (one list for both) less those above.
+#: comparison CSV's point columns (one list for both) less those above. Part 8's
+#: (``PROBE_POINT_FIELDS``) come from the run's ``part8`` rows, on its primary site's series.
 POINT_FIELDS = tuple(c for c in POINT_COLUMNS if c not in _NOT_FROM_ROWS)
 
 
@@ -125,9 +134,11 @@ def build_comparison(
     many_sites = len({p["site"] for ps in profiles for p in ps}) > 1
     series = []
     for k, (run, run_profiles) in enumerate(zip(runs, profiles, strict=True)):
+        part8 = results[k].get("part8")
         for profile in run_profiles:
             label = f"{run['label']} · {profile['site']}" if many_sites else run["label"]
-            series.append(_series(k, run, profile, label, axis))
+            probes = part8 if part8 and part8["site"] == profile["site"] else None
+            series.append(_series(k, run, profile, label, axis, probes))
     first = results[0]["parameters"]
     return {
         "format": COMPARE_FORMAT,
@@ -162,12 +173,19 @@ def build_comparison(
 
 
 def _series(
-    k: int, run: Mapping[str, Any], profile: Mapping[str, Any], label: str, axis: str
+    k: int,
+    run: Mapping[str, Any],
+    profile: Mapping[str, Any],
+    label: str,
+    axis: str,
+    probes: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     n_layers = run["n_layers"]
+    probe_rows = {r["layer"]: r for r in (probes or {}).get("layers", [])}
     points = []
     for row in profile["rows"]:
         depth = relative_depth(row["layer"], n_layers)
+        probe = probe_rows.get(row["layer"], {})
         points.append(
             {
                 "layer": row["layer"],
@@ -175,6 +193,7 @@ def _series(
                 "x": depth if axis == "relative_depth" else row["layer"],
                 **{key: row.get(key) for key in POINT_FIELDS},
                 "significant": row["marked"],
+                **{key: probe.get(field) for key, field in PROBE_POINT_FIELDS.items()},
             }
         )
     return {
@@ -184,6 +203,30 @@ def _series(
         "n_layers": n_layers,
         "correction_scope": profile["scope"],
         "points": points,
+        "probes": _probe_summary(probes, n_layers),
+    }
+
+
+def _probe_summary(probes: Mapping[str, Any] | None, n_layers: int) -> dict[str, Any]:
+    """The series' Part 8 in the comparison table's columns (None everywhere without it)."""
+    if not probes:
+        return {
+            "probe_method": None,
+            "probe_n_significant": None,
+            "probe_peak_layer": None,
+            "probe_peak_relative_depth": None,
+            "probe_peak_auroc": None,
+            "probe_saturation_layer": None,
+            "direction_not_norm_layers": None,
+        }
+    return {
+        "probe_method": probes["method"],
+        "probe_n_significant": probes["n_significant"],
+        "probe_peak_layer": probes["peak_layer"],
+        "probe_peak_relative_depth": relative_depth(probes["peak_layer"], n_layers),
+        "probe_peak_auroc": probes["peak_auroc"],
+        "probe_saturation_layer": probes["saturation_layer"],
+        "direction_not_norm_layers": layer_list(probes["direction_not_norm_layers"]),
     }
 
 
@@ -208,4 +251,5 @@ def _table_row(series: Mapping[str, Any], run: Mapping[str, Any]) -> dict[str, A
         "peak_relative_depth": peak["relative_depth"],
         "peak_hedges_g": peak["hedges_g"],
         "reanalysed": run["reanalysed"] is not None,
+        **series["probes"],
     }

@@ -80,17 +80,23 @@ FIGURE_TITLES.update(
     }
 )
 SITE_FIGURES: tuple[str, ...] = ("sites_laminar_profiles", "sites_attn_heads")
+# Part 8's figure: only when the table held probe scores (not among FIGURE_NAMES, which every
+# study draws).
+FIGURE_SIZES["part8_probes"] = (10.0, 7.0)
+FIGURE_TITLES["part8_probes"] = "Part 8: correctness in the direction of the vectors"
 
 
 def figure_names(results) -> tuple[str, ...]:
     """The figures of a results dict, in report order: every part's (Part 7's only when
-    Part 7 ran), then ``sites_laminar_profiles`` for two or more per-layer sites and
-    ``sites_attn_heads`` when ``attn_head`` was analysed."""
+    Part 7 ran, Part 8's when it ran), then ``sites_laminar_profiles`` for two or more
+    per-layer sites and ``sites_attn_heads`` when ``attn_head`` was analysed."""
     names = [
         name
         for name in FIGURE_NAMES
         if name not in OPTIONAL_FIGURES or results.get(OPTIONAL_FIGURES[name]) is not None
     ]
+    if results.get("part8") is not None:
+        names.append("part8_probes")
     kinds = [p.get("kind") for p in (results.get("sites") or {}).get("profiles", [])]
     if kinds.count("layers") > 1:
         names.append("sites_laminar_profiles")

@@ -37,6 +37,13 @@ TABLE_COLUMNS = (
     "peak_relative_depth",
     "peak_hedges_g",
     "reanalysed",
+    "probe_method",
+    "probe_n_significant",
+    "probe_peak_layer",
+    "probe_peak_relative_depth",
+    "probe_peak_auroc",
+    "probe_saturation_layer",
+    "direction_not_norm_layers",
 )
 POINT_COLUMNS = (
     "label",
@@ -59,7 +66,29 @@ POINT_COLUMNS = (
     "hedges_g",
     "hedges_g_ci_low",
     "hedges_g_ci_high",
+    "probe_auroc",
+    "probe_auroc_ci_low",
+    "probe_auroc_ci_high",
+    "probe_pvalue_corrected",
+    "probe_significant",
+    "norm_auroc",
+    "norm_auroc_ci_low",
+    "norm_auroc_ci_high",
+    "direction_not_norm",
 )
+#: The points' Part 8 columns and the Part 8 layer field each is read from (empty for a run
+#: or a site without Part 8).
+PROBE_POINT_FIELDS = {
+    "probe_auroc": "auroc",
+    "probe_auroc_ci_low": "auroc_ci_low",
+    "probe_auroc_ci_high": "auroc_ci_high",
+    "probe_pvalue_corrected": "pvalue_corrected",
+    "probe_significant": "significant",
+    "norm_auroc": "norm_auroc",
+    "norm_auroc_ci_low": "norm_auroc_ci_low",
+    "norm_auroc_ci_high": "norm_auroc_ci_high",
+    "direction_not_norm": "direction_not_norm",
+}
 
 
 def comparison_csv(comparison: Mapping[str, Any]) -> str:
@@ -153,11 +182,69 @@ def compare_chart(comparison: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def probe_chart(comparison: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Part 8's held-out probe AUROC per layer of every series that has it (None: none has)."""
+    series = []
+    for k, s in enumerate(comparison["series"]):
+        points = [p for p in s["points"] if p.get("probe_auroc") is not None]
+        if not points:
+            continue
+        colour, marker = series_style(k)
+        series.append(
+            {
+                "name": s["label"],
+                "color": colour,
+                "marker": "square" if marker == "s" else "circle",
+                "points": [
+                    {
+                        "x": p["x"],
+                        "layer": p["layer"],
+                        "y": p["probe_auroc"],
+                        "lo": p["probe_auroc_ci_low"],
+                        "hi": p["probe_auroc_ci_high"],
+                        "sig": bool(p["probe_significant"]),
+                        "name": f"{s['label']}: layer {p['layer']}",
+                        "tip": _probe_tip(p, s),
+                    }
+                    for p in points
+                ],
+            }
+        )
+    if not series:
+        return None
+    return {
+        **compare_chart(comparison),
+        "label": "Held-out probe AUROC per layer of every run",
+        "yLabel": "Probe AUROC (direction)",
+        "series": series,
+    }
+
+
+def _probe_tip(point: Mapping[str, Any], series: Mapping[str, Any]) -> list:
+    return [
+        ["site", series["site"]],
+        ["layer", f"{point['layer']} of 0–{series['n_layers'] - 1}"],
+        ["relative depth", f"{point['relative_depth']:.3f}"],
+        ["probe AUROC", number(point["probe_auroc"], 3)],
+        [
+            "95% CI",
+            f"{number(point['probe_auroc_ci_low'], 3)} to {number(point['probe_auroc_ci_high'], 3)}",
+        ],
+        ["p corrected", format_p(point["probe_pvalue_corrected"])],
+        ["norm AUROC", number(point["norm_auroc"], 3)],
+        ["direction, not norm", "yes" if point["direction_not_norm"] else "no"],
+    ]
+
+
 def render_compare(comparison: Mapping[str, Any], figure_png: bytes) -> str:
     """The comparison's HTML page."""
     width, height = pixel_size("compare_profiles")
     statistic = comparison["settings"]["statistic_computed"]
     chart = compare_chart(comparison)
+    charts = {"compare": chart}
+    probes = probe_chart(comparison)
+    if probes is not None:
+        charts["compare_probes"] = probes
     return (
         _environment()
         .get_template("compare.html.j2")
@@ -172,7 +259,8 @@ def render_compare(comparison: Mapping[str, Any], figure_png: bytes) -> str:
             },
             statistic_label=label(statistic),
             legend=[{"name": s["name"], "color": s["color"]} for s in chart["series"]],
-            explore_data=embed_json({"charts": {"compare": chart}, "tokens": {"available": False}}),
+            probes=probes is not None,
+            explore_data=embed_json({"charts": charts, "tokens": {"available": False}}),
             explore_js=static_text("explore.js"),
             explore_css=static_text("explore.css"),
         )

@@ -84,7 +84,7 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
         f"significant layers ({p6['n_significant']} of {p6['n_layers']}): "
         f"{layer_list(p6['significant_layers'])}"
     )
-    lines += _part7_lines(results)
+    lines += _part7_lines(results) + _part8_lines(results)
     lines += _sites_lines(results)
     lines += _exclusion_lines(results["exclusions"])
     timings = results.get("timings")
@@ -177,6 +177,40 @@ def _part7_lines(results: Mapping[str, Any]) -> list[str]:
         f"({reg['cv_folds']} folds); Δ logloss: the held-out log-loss gain of adding the "
         "layer, millinats per token (> 0: the layer helps); g ctrl: Hedges' g at equal controls"
     )
+    return lines
+
+
+def _part8_lines(results: Mapping[str, Any]) -> list[str]:
+    """Part 8's console lines: where the direction carries correctness, beside the norm."""
+    p8 = results.get("part8")
+    if not p8:
+        reason = results.get("part8_reason") or "the token table holds no probe scores"
+        return [f"Part 8  probes: not run ({reason})"]
+    b = p8["baselines"]
+    peak = next(r for r in p8["layers"] if r["layer"] == p8["peak_layer"])
+    saturation = p8["saturation_layer"]
+    unit = f" of whole {p8['fold_unit']}s" if p8.get("fold_unit") else ""
+    lines = [
+        f"Part 8  probes ({p8['method']}, {p8['folds']} folds{unit}): the direction tells "
+        f"correct from incorrect at {p8['n_significant']} of {p8['n_layers']} layers "
+        f"({CORRECTION_LABELS[p8['correction']]}): {layer_list(p8['significant_layers'])}; "
+        f"in direction but not in norm: {layer_list(p8['direction_not_norm_layers'])}",
+        f"        held-out AUROC peak {peak['auroc']:.3f} [{peak['auroc_ci_low']:.3f}, "
+        f"{peak['auroc_ci_high']:.3f}] at layer {peak['layer']}"
+        + (f", saturated from layer {saturation}" if saturation is not None else "")
+        + "; without the vectors: "
+        + ", ".join(
+            f"{name} {value:.3f}"
+            for name, value in (
+                ("confidence (-entropy)", b["auroc_confidence"]),
+                ("controls", b["auroc_controls"]),
+                ("both", b["auroc_baseline"]),
+            )
+            if value is not None
+        )
+        + f"; the probe adds to them at {layer_list(p8['gain_layers'])}",
+    ]
+    lines += [f"        note: {note}" for note in p8["notes"]]
     return lines
 
 
@@ -276,8 +310,17 @@ def layers_csv(results: Mapping[str, Any]) -> str:
     columns = [*LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat"]
     p7_rows = {r["layer"]: r for r in (results.get("part7") or {}).get("layers", [])}
     p6_rows = {r["layer"]: r for r in p6["layers"]}
+    p8_rows = {r["layer"]: r for r in (results.get("part8") or {}).get("layers", [])}
     lines = [
-        ",".join([*columns, *SITE_COLUMNS, *SERIAL_COLUMNS, *(name for name, _ in PART7_COLUMNS)])
+        ",".join(
+            [
+                *columns,
+                *SITE_COLUMNS,
+                *SERIAL_COLUMNS,
+                *(name for name, _ in PART7_COLUMNS),
+                *(name for name, _ in PART8_COLUMNS),
+            ]
+        )
     ]
     sites = results.get("sites")
     if sites:
@@ -312,6 +355,8 @@ def layers_csv(results: Mapping[str, Any]) -> str:
             )
             for _, key in PART7_COLUMNS
         ]
+        probe = p8_rows.get(row["layer"], {}) if primary else {}
+        cells += [csv_cell(probe.get(key)) for _, key in PART8_COLUMNS]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
 
@@ -387,4 +432,40 @@ PART7_COLUMNS = (
     ("auroc_full", "auroc_full"),
     ("auroc_full_ci_low", "auroc_full_ci_low"),
     ("auroc_full_ci_high", "auroc_full_ci_high"),
+)
+
+
+#: After Part 7's, on the primary site's layers only: Part 8's (CSV name, Part 8 layer field).
+PART8_COLUMNS = (
+    ("probe_auroc", "auroc"),
+    ("probe_auroc_ci_low", "auroc_ci_low"),
+    ("probe_auroc_ci_high", "auroc_ci_high"),
+    ("probe_pvalue", "pvalue"),
+    ("probe_pvalue_maxstat", "pvalue_maxstat"),
+    ("probe_pvalue_holm", "pvalue_holm"),
+    ("probe_pvalue_fdr", "pvalue_fdr"),
+    ("probe_pvalue_cluster", "pvalue_cluster"),
+    ("probe_pvalue_corrected", "pvalue_corrected"),
+    ("probe_significant", "significant"),
+    ("norm_auroc", "norm_auroc"),
+    ("norm_auroc_ci_low", "norm_auroc_ci_low"),
+    ("norm_auroc_ci_high", "norm_auroc_ci_high"),
+    ("direction_not_norm", "direction_not_norm"),
+    ("probe_auroc_full", "auroc_full"),
+    ("probe_auroc_full_ci_low", "auroc_full_ci_low"),
+    ("probe_auroc_full_ci_high", "auroc_full_ci_high"),
+    ("probe_logloss_gain", "logloss_gain"),
+    ("probe_logloss_gain_ci_low", "logloss_gain_ci_low"),
+    ("probe_logloss_gain_ci_high", "logloss_gain_ci_high"),
+    ("probe_gain_over_controls", "gain_over_controls"),
+    ("probe_gain_over_controls_ci_low", "gain_over_controls_ci_low"),
+    ("probe_gain_over_controls_ci_high", "gain_over_controls_ci_high"),
+    ("probe_controlled_statistic", "controlled_statistic"),
+    ("probe_controlled_pvalue", "controlled_pvalue"),
+    ("probe_controlled_pvalue_corrected", "controlled_pvalue_corrected"),
+    ("probe_controlled_significant", "controlled_significant"),
+    ("probe_controlled_hedges_g", "controlled_hedges_g"),
+    ("probe_controlled_hedges_g_ci_low", "controlled_hedges_g_ci_low"),
+    ("probe_controlled_hedges_g_ci_high", "controlled_hedges_g_ci_high"),
+    ("probe_controlled_verdict", "controlled_verdict"),
 )

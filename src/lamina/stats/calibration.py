@@ -204,3 +204,122 @@ def _part7(table, rates, planted, n_permutations, seed) -> None:
     ci = found.effects.hedges_g_ci
     g = table.true_g
     rates["part7_g_coverage"].add((ci[:, 0] <= g) & (g <= ci[:, 1]), g.size)
+
+
+# ----------------------------------------------------------------------------- Part 8
+
+#: Part 8's rates; ``*_fixed``: the shift null and the bootstrap interval before they are
+#: widened for cross-fitting (:data:`lamina.stats.linear_probes.CROSSFIT_VARIANCE`).
+PROBE_RATES = (
+    "probe_fwer",
+    "probe_layer_rejection",
+    "probe_auroc_coverage",
+    "norm_auroc_coverage",
+    "probe_fwer_fixed",
+    "probe_layer_rejection_fixed",
+    "probe_auroc_coverage_fixed",
+    "probe_gain_above_zero",
+)
+
+
+def run_probe_cell(
+    *,
+    n_tokens: int = 40_000,
+    n_layers: int = 30,
+    dim: int = 32,
+    rho: float = 0.5,
+    method: str = "diffmeans",
+    n_tables: int = 100,
+    n_permutations: int = 199,
+    folds: int = 5,
+    window: int = 1024,
+    gain: bool = False,
+    seed: int = 0,
+) -> dict:
+    """Part 8's rates where the labels carry nothing: a JSON-ready dict.
+
+    Each table: labels from :func:`lamina.stats.simulation.simulate_table` (serially
+    dependent, accuracy 0.45, no confound), and per layer ``dim``-dimensional vectors, AR(1)
+    series within windows with lag-1 autocorrelation ``rho`` and SD ``1 / sqrt(1 + k)`` along
+    axis ``k``, plus an offset of 3 along the first, independent of the labels; folds of whole windows
+    (:func:`lamina.stats.linear_probes.group_folds`); held-out scores by ``method``. Part 8's test
+    (held-out AUROC above 1/2, circular shifts within windows, widened for cross-fitting,
+    max-statistic over layers) gives the family-wise error and the per-layer rejection rate;
+    its interval (and that of the log-norm oriented out of fold) the coverage of 1/2; with
+    ``gain``, the share of layers whose log-loss gain over an intercept has its interval above
+    0. :data:`PROBE_RATES` names them.
+    """
+    from lamina.stats.linear_probes import crossfit_scores, group_folds
+    from lamina.stats.simulation import ar1_within_windows
+
+    rates = {name: Rate() for name in PROBE_RATES}
+    scale = 1.0 / np.sqrt(1.0 + np.arange(dim))  # unequal variances: lda is not diffmeans
+    for t in range(n_tables):
+        table = simulate_table(n_tokens, 1, rho=rho, label_rho=rho, window=window, seed=seed + t)
+        fold = group_folds(table.window, folds)
+        rng = np.random.default_rng([seed + t, 8])
+        scores = np.empty((n_tokens, n_layers))
+        log_norms = np.empty((n_tokens, n_layers))
+        for layer in range(n_layers):
+            x = ar1_within_windows(rng, n_tokens, window, dim, rho) * scale
+            x[:, 0] += 3.0
+            scores[:, layer] = crossfit_scores(x, table.labels, fold, method)[0]
+            log_norms[:, layer] = np.log(np.linalg.norm(x, axis=1))
+        _probe_rates(rates, table, fold, scores, log_norms, n_permutations, gain, seed + t)
+    return {
+        "n_tokens": n_tokens,
+        "n_layers": n_layers,
+        "dim": dim,
+        "rho": rho,
+        "method": method,
+        "folds": folds,
+        "n_tables": n_tables,
+        "n_permutations": n_permutations,
+        "alpha": ALPHA,
+        "rates": {k: v.to_dict() for k, v in rates.items() if v.total},
+    }
+
+
+def _probe_rates(rates, table, fold, scores, log_norms, n_permutations, gain, seed) -> None:
+    """One table's Part 8 tests and intervals, as the study computes them (arrays in window
+    order, the table's order)."""
+    from lamina.stats.discrimination import out_of_fold
+    from lamina.stats.linear_probes import (
+        CROSSFIT_VARIANCE,
+        held_out_auroc,
+        oriented_by_fold,
+        widened_permutation,
+    )
+
+    labels, codes = table.labels, table.window
+    n_layers = scores.shape[1]
+    fixed = permutation_test(
+        scores,
+        labels,
+        statistic="auroc",
+        alternative="greater",
+        n_permutations=n_permutations,
+        seed=seed,
+        shift_within=codes,
+    )
+    for suffix, perm in (("", widened_permutation(fixed)), ("_fixed", fixed)):
+        rates["probe_fwer" + suffix].add(perm.pvalue_maxstat.min() <= ALPHA)
+        rates["probe_layer_rejection" + suffix].add(perm.pvalue <= ALPHA, n_layers)
+    y = labels.astype(np.float64)
+    norms = oriented_by_fold(log_norms, labels, fold)[0]
+    products = np.hstack((scores - scores.mean(axis=0), norms - norms.mean(axis=0)))
+    blocks = bootstrap_blocks(products * (y - y.mean())[:, None], shift_layout(codes))
+    for key, values in (("probe", scores), ("norm", norms)):
+        auc, ci = held_out_auroc(values, labels, blocks, seed=seed)
+        rates[f"{key}_auroc_coverage"].add(_covers(ci, 0.5), n_layers)
+        if key == "probe":
+            narrow = auc[:, None] + (ci - auc[:, None]) / np.sqrt(CROSSFIT_VARIANCE)
+            rates["probe_auroc_coverage_fixed"].add(_covers(narrow, 0.5), n_layers)
+    if gain:
+        ones = np.ones((labels.size, 1))
+        found = out_of_fold(scores, labels, ones, blocks, seed=seed, folds=fold)
+        rates["probe_gain_above_zero"].add(found.logloss_gain_ci[:, 0] > 0, n_layers)
+
+
+def _covers(interval: np.ndarray, value: float) -> np.ndarray:
+    return (interval[:, 0] <= value) & (interval[:, 1] >= value)

@@ -69,19 +69,31 @@ def contiguous_folds(n_tokens: int, folds: int = FOLDS) -> np.ndarray:
 
 
 def out_of_fold(
-    residuals, labels, design, blocks: Blocks, *, n_bootstrap: int = 1000, seed: int = 0
+    residuals,
+    labels,
+    design,
+    blocks: Blocks,
+    *,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    folds=None,
 ) -> OutOfFold:
     """The module's out-of-fold comparison. Arrays in series order: ``residuals`` (n, L),
-    ``labels`` (n,), ``design`` (n, p) spanning the intercept."""
+    ``labels`` (n,), ``design`` (n, p) spanning the intercept; ``folds`` (n,) the fold of
+    each token (None: :func:`contiguous_folds`' ``FOLDS`` folds)."""
     r = np.asarray(residuals, dtype=np.float64)
     if r.ndim == 1:
         r = r[:, None]
     y = np.asarray(labels, dtype=np.float64)
     d = np.asarray(design, dtype=np.float64)
-    fold = contiguous_folds(y.size)
+    if folds is None:
+        fold, n_folds = contiguous_folds(y.size), FOLDS
+    else:
+        fold = np.unique(np.asarray(folds), return_inverse=True)[1].ravel()
+        n_folds = int(fold.max()) + 1
     eta0 = np.empty(y.size)
     eta1 = np.empty_like(r)
-    for k in range(FOLDS):
+    for k in range(n_folds):
         train, test = fold != k, fold == k
         coef = logistic_fit(d[train], y[train], tol=CV_TOLERANCE).coef
         offset_train = d[train] @ coef
@@ -116,7 +128,7 @@ def out_of_fold(
         auroc_full_ci=auc_ci[1:],
         logloss_gain=gain_terms.mean(axis=0),
         logloss_gain_ci=bootstrap_interval(gain_terms.mean(axis=0), gain_b, blocks.n_blocks),
-        folds=FOLDS,
+        folds=n_folds,
         n_bootstrap=int(n_bootstrap),
     )
 

@@ -16,7 +16,10 @@
    all, with effect sizes (:mod:`.parts.profile`);
 7. controls: the covariates' balance between the classes, the test of every
    layer conditional on them, a logistic regression view and effect sizes
-   that say which differences are negligible (:mod:`.parts.controls`).
+   that say which differences are negligible (:mod:`.parts.controls`);
+8. probes: when the table holds held-out probe scores, what the direction of each
+   layer's vectors tells of correctness beside the norm, the controls and the model's
+   confidence (:mod:`.parts.probes`).
 
 Parts 1-6 analyse the primary site (``options.site``); the ``sites`` section
 gives every analysed site its profile, ``attn_head`` per head, with corrections
@@ -69,7 +72,7 @@ def analyze_table(
     table_path: str | None = None,
     created: str | None = None,
 ) -> StudyResult:
-    """Run Parts 1-7 on a token table.
+    """Run Parts 1-8 on a token table (Part 8 when it holds probe scores).
 
     ``table`` is a token table as written by :func:`lamina.capture.extract`;
     only its columns and metadata are used. ``created`` is the result's one
@@ -85,6 +88,7 @@ def analyze_table(
     from lamina.study.parts.controls import controls
     from lamina.study.parts.divergences import divergences
     from lamina.study.parts.layer import layer_histograms
+    from lamina.study.parts.probes import probes
     from lamina.study.parts.profile import all_layers_test, laminar_profile
     from lamina.study.parts.significance import significance, single_layer_test
     from lamina.study.prepare import prepare_table
@@ -101,6 +105,7 @@ def analyze_table(
     part6 = laminar_profile(perm, data, options)
     single, column = single_layer_test(data, options, perm)
     part3 = layer_histograms(x, labels, options, all_values=data.values, layers=data.layers)
+    part8, part8_reason = probes(table, data, part6, options)
     result = StudyResult(
         lamina_version=__version__,
         created=created or _utc_now(),
@@ -125,6 +130,8 @@ def analyze_table(
         part6=part6,
         sites=site_profiles(table, options, data, perm),
         part7=controls(part6, data, options),
+        part8=part8,
+        part8_reason=part8_reason,
         data=StudyData(
             correct=data.correct,
             ctx_pos=data.ctx_pos,

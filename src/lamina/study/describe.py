@@ -28,6 +28,8 @@ def units(statistic: str) -> dict[str, str]:
         "accuracy": "fraction of scored tokens whose top-1 prediction is the target",
         "target_chars": "characters of the decoded target token",
         "auroc": "P(log-norm of a correct token > that of an incorrect token), ties count 1/2",
+        "probe_auroc": "Part 8: P(held-out probe score of a correct token > that of an "
+        "incorrect token), ties count 1/2; 1/2 is chance",
         "hedges_g": "standardised mean difference (correct minus incorrect), "
         "small-sample corrected",
         "statistic": unit(statistic),
@@ -66,8 +68,33 @@ def headline(results: Mapping[str, Any]) -> str:
         sentences.append(
             f"Across all {n_layers} layers, none differs at α = {p6['alpha']:g} ({correction})."
         )
+    p8 = results.get("part8")
+    if p8:
+        sentences.append(_probe_sentence(p8))
     if results.get("compat") == "notebook":
         sentences.append(
             "These numbers reproduce the reference notebook (notebook compatibility mode)."
         )
     return " ".join(sentences)
+
+
+def _probe_sentence(p8: Mapping[str, Any]) -> str:
+    """Part 8 in one sentence: where the direction carries correctness, and where not the norm."""
+    n_sig, n_layers = p8["n_significant"], p8["n_layers"]
+    if not n_sig:
+        return (
+            f"A linear probe of the direction of the vectors tells correct from incorrect "
+            f"tokens at none of the {n_layers} layers (peak held-out AUROC "
+            f"{p8['peak_auroc']:.3f} at layer {p8['peak_layer']})."
+        )
+    only = p8["direction_not_norm_layers"]
+    return (
+        f"A linear probe of the direction of the vectors tells correct from incorrect tokens "
+        f"at {n_sig} of {n_layers} layers (peak held-out AUROC {p8['peak_auroc']:.3f} at layer "
+        f"{p8['peak_layer']}); "
+        + (
+            f"in direction but not in norm at layers {layer_list(only)}."
+            if only
+            else "at each of them the norm differs too, or may."
+        )
+    )

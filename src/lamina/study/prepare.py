@@ -46,7 +46,8 @@ class Prepared:
     log-norms are ``labels`` and ``values`` (n_kept, n_layers). Tokens excluded
     on request are not among the ``n_tokens``; ``n_table_rows`` counts every row.
     ``covariates`` holds the per-token covariates (:mod:`.covariates`), and
-    ``window`` and ``doc`` the blocks (``doc`` None without that column).
+    ``window`` and ``doc`` the blocks (``doc`` None without that column); ``rows`` the
+    table row of each of the ``n_tokens`` (to read further columns of the same tokens).
     """
 
     meta: dict[str, Any]
@@ -66,6 +67,7 @@ class Prepared:
     covariates: TableCovariates | None = None
     window: np.ndarray | None = None
     doc: np.ndarray | None = None
+    rows: np.ndarray | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -104,6 +106,10 @@ def prepare_matrix(
     meta = table_metadata(table)
     layers = list(columns)
     n_table_rows = int(table.num_rows)
+    rows = np.arange(n_table_rows)
+    if "nonfinite" in table.column_names:
+        marked = table.column("nonfinite").to_numpy(zero_copy_only=False)
+        rows = rows[~np.asarray(marked, dtype=bool)]
     table, raw, n_nonfinite = _drop_nonfinite(table, raw)
     correct = _require_column(table, "correct").astype(bool)
     if correct.size == 0:
@@ -148,6 +154,7 @@ def prepare_matrix(
         covariates=covariates,
         window=_optional_column(table, "window", kept_rows),
         doc=_optional_column(table, "doc", kept_rows),
+        rows=rows[kept_rows],
     )
 
 

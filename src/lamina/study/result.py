@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.errors import OutputError
+from lamina.study.probe_records import Probes
 from lamina.study.records import (
     Accuracy,
     Capture,
@@ -62,7 +63,9 @@ class StudyResult(Record):
     """Everything the study computed; ``to_dict()`` is ``results.json``.
 
     ``part1`` ... ``part7`` are the typed parts of the primary site (``part7``
-    is None when Part 7 did not run: no controls, or the notebook mode);
+    is None when Part 7 did not run: no controls, or the notebook mode); ``part8`` the
+    probes of the layers' directions (None, and ``part8_reason`` says why, when the table
+    has no probe scores for the site);
     ``sites`` the profile of every analysed site (:mod:`lamina.study.site_profiles`);
     ``timings`` the seconds each stage of a run took (set by the pipeline);
     ``data`` holds the per-token arrays for the figures and is not serialised.
@@ -85,6 +88,8 @@ class StudyResult(Record):
     part5: Significance
     part6: LaminarProfile
     part7: Controls | None = None
+    part8: Probes | None = None
+    part8_reason: str | None = None
     sites: SitesSection | None = None
     timings: dict[str, float] | None = None
     data: StudyData | None = dataclasses.field(default=None, repr=False, compare=False)

@@ -31,6 +31,7 @@ _EXPORTS = {
     "figure_sites_heads": ".sites",
     "figure_sites_profiles": ".sites",
     "figure_part7": ".controls",
+    "figure_part8": ".probes",
     "render_figures": ".render",
     "warm_up": ".render",
 }

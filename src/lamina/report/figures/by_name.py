@@ -29,6 +29,7 @@ FIGURE_ALIASES = {
     "part5": "part5_significance",
     "part6": "part6_laminar_profile",
     "part7": "part7_controls",
+    "part8": "part8_probes",
     "sites": "sites_laminar_profiles",
     "heads": "sites_attn_heads",
 }
@@ -41,9 +42,9 @@ def figure(result: StudyResult | Mapping[str, Any], name: str = "part6") -> Figu
     dict (``lamina.study.load_results``), which serves every figure but Part 2's: that
     one needs the per-token data of the StudyResult that ``analyze_table`` returned.
     ``name`` is a figure name (``part6_laminar_profile``) or its short form
-    (``part2`` ... ``part7``, ``sites``, ``heads``). Raises :class:`InputError` for an
-    unknown name or a figure this study has not (Part 7 without controls, ``sites``
-    with one site, ``heads`` without ``attn_head``).
+    (``part2`` ... ``part8``, ``sites``, ``heads``). Raises :class:`InputError` for an
+    unknown name or a figure this study has not (Part 7 without controls, Part 8 without
+    probe scores, ``sites`` with one site, ``heads`` without ``attn_head``).
     """
     import matplotlib
 
@@ -75,6 +76,7 @@ def _builders(result: Any, results: Mapping[str, Any]) -> dict[str, Callable[[],
     from lamina.report.figures.controls import figure_part7
     from lamina.report.figures.divergences import figure_part4
     from lamina.report.figures.layer import figure_part3
+    from lamina.report.figures.probes import figure_part8
     from lamina.report.figures.profile import figure_part6
     from lamina.report.figures.significance import figure_part5
     from lamina.report.figures.sites import figure_sites_heads, figure_sites_profiles
@@ -95,6 +97,7 @@ def _builders(result: Any, results: Mapping[str, Any]) -> dict[str, Callable[[],
         "part5_significance": lambda: figure_part5(results),
         "part6_laminar_profile": lambda: figure_part6(results),
         "part7_controls": lambda: figure_part7(results),
+        "part8_probes": lambda: figure_part8(results),
         "sites_laminar_profiles": lambda: figure_sites_profiles(results),
         "sites_attn_heads": lambda: figure_sites_heads(results),
     }

@@ -3,8 +3,9 @@
 A: Hedges' g per layer with its 95% interval (unit-free, so runs of different
 sizes compare); B: the statistic minus the mean of its permutation null (the
 plug-in bias of a divergence grows as tokens shrink, so the raw statistic
-would not compare). Filled markers: significant as the run marked it. Each
-series' largest |g| is labelled with its absolute layer.
+would not compare); C, when a run has Part 8: the held-out AUROC of its probe per
+layer. Filled markers: significant as the run marked it. Each series' largest
+|g| is labelled with its absolute layer.
 """
 
 from __future__ import annotations
@@ -44,7 +45,11 @@ def figure_compare(comparison: Mapping[str, Any]) -> Figure:
 
     statistic = comparison["settings"]["statistic_computed"]
     fig = new_figure("compare_profiles")
-    ax_g, ax_s = fig.subplots(2, 1, sharex=True)
+    probes = any(
+        p.get("probe_auroc") is not None for s in comparison["series"] for p in s["points"]
+    )
+    axes = fig.subplots(3 if probes else 2, 1, sharex=True)
+    ax_g, ax_s = axes[0], axes[1]
     handles = []
     for k, series in enumerate(comparison["series"]):
         colour, marker = series_style(k)
@@ -91,10 +96,49 @@ def figure_compare(comparison: Mapping[str, Any]) -> Figure:
         title="A  Effect size per layer (bars: 95% CI; labels: layer of the largest |g|)",
     )
     ax_s.set(
-        xlabel=comparison["axis_label"],
         ylabel=_excess_label(statistic),
         title=f"B  {label(statistic)} minus its permutation null's mean",
     )
+    if probes:
+        _panel_probes(axes[2], comparison)
+    axes[-1].set_xlabel(comparison["axis_label"])
     handles += significance_handles()
     fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=7.5)
     return fig
+
+
+def _panel_probes(ax, comparison: Mapping[str, Any]) -> None:
+    """C: Part 8's held-out probe AUROC per layer (the runs that have it), the log-norm's dotted."""
+    for k, series in enumerate(comparison["series"]):
+        points = [p for p in series["points"] if p.get("probe_auroc") is not None]
+        if not points:
+            continue
+        colour, marker = series_style(k)
+        x = _values(points, "x")
+        auc = _values(points, "probe_auroc")
+        sig = np.array([bool(p["probe_significant"]) for p in points], dtype=bool)
+        ax.vlines(
+            x,
+            _values(points, "probe_auroc_ci_low"),
+            _values(points, "probe_auroc_ci_high"),
+            color=colour,
+            linewidth=0.7,
+            alpha=0.5,
+        )
+        ax.plot(x, auc, color=colour, linewidth=1.0, alpha=0.75)
+        ax.plot(x, _values(points, "norm_auroc"), color=colour, linewidth=0.8, linestyle=":")
+        ax.plot(x[sig], auc[sig], linestyle="none", marker=marker, markersize=5, color=colour)
+        ax.plot(
+            x[~sig],
+            auc[~sig],
+            linestyle="none",
+            marker=marker,
+            markersize=5,
+            markerfacecolor="white",
+            markeredgecolor=colour,
+        )
+    ax.axhline(0.5, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
+    ax.set(
+        ylabel="Held-out AUROC",
+        title="C  Part 8: the probe of the direction (dotted: the log-norm), 95% CI",
+    )

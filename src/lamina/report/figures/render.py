@@ -21,6 +21,7 @@ from lamina.report.figures.compare_profiles import figure_compare
 from lamina.report.figures.controls import figure_part7
 from lamina.report.figures.divergences import figure_part4
 from lamina.report.figures.layer import figure_part3
+from lamina.report.figures.probes import figure_part8
 from lamina.report.figures.profile import figure_part6
 from lamina.report.figures.significance import figure_part5
 from lamina.report.figures.sites import figure_sites_heads, figure_sites_profiles
@@ -47,6 +48,7 @@ def _builders(result: StudyResult, results) -> dict[str, Callable[[], Figure]]:
         "sites_laminar_profiles": lambda: figure_sites_profiles(results),
         "sites_attn_heads": lambda: figure_sites_heads(results),
         "part7_controls": lambda: figure_part7(results),
+        "part8_probes": lambda: figure_part8(results),
     }
 
 
@@ -78,6 +80,7 @@ RENDER_COST = {
     "sites_laminar_profiles": 0.45,
     "sites_attn_heads": 0.35,
     "part7_controls": 0.60,
+    "part8_probes": 0.45,
 }
 
 
