@@ -40,6 +40,10 @@ from lamina.stats.resampling import Blocks, bootstrap_interval, resampled_sums
 
 #: Newton steps stop below this relative step: the fits only score held-out tokens.
 CV_TOLERANCE = 1e-7
+#: the ridge of the controls' fit in each fold (design columns have unit mean square, so a
+#: few tokens' information per column, against hundreds from the data): a spline piece with no
+#: training token under it (``ctx_pos`` of one window in contiguous folds) gets 0, not a wild guess
+RIDGE = 3.0
 #: Folds of the cross-fitting.
 FOLDS = 5
 FOLD_RULE = (
@@ -95,7 +99,7 @@ def out_of_fold(
     eta1 = np.empty_like(r)
     for k in range(n_folds):
         train, test = fold != k, fold == k
-        coef = logistic_fit(d[train], y[train], tol=CV_TOLERANCE).coef
+        coef = logistic_fit(d[train], y[train], tol=CV_TOLERANCE, ridge=RIDGE).coef
         offset_train = d[train] @ coef
         eta0[test] = d[test] @ coef
         a, b = _offset_fits(r[train], y[train], offset_train)

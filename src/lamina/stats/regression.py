@@ -35,7 +35,9 @@ class LogisticFit:
     deviance: np.ndarray
 
 
-def logistic_fit(X, y, *, max_iter: int = 100, tol: float = 1e-10, start=None) -> LogisticFit:
+def logistic_fit(
+    X, y, *, max_iter: int = 100, tol: float = 1e-10, start=None, ridge: float = 0.0
+) -> LogisticFit:
     """Maximum-likelihood logistic regression of 0/1 ``y`` on the design ``X``.
 
     ``X``: (n, p) or a stack (L, n, p) of designs sharing ``y`` (n,); include a
@@ -43,7 +45,10 @@ def logistic_fit(X, y, *, max_iter: int = 100, tol: float = 1e-10, start=None) -
     step is below ``tol`` (relative to ``1 + |coef|``) or ``max_iter``; a design
     that separates the classes does not converge (``converged`` False, huge
     coefficients). ``start``: initial coefficients, (p,) or (L, p) (default 0);
-    a good start (a nested model's fit) saves iterations, not accuracy.
+    a good start (a nested model's fit) saves iterations, not accuracy. ``ridge``: a
+    penalty ``ridge / 2 * |coef[1:]|^2`` on every coefficient but the first (the
+    intercept), so that a direction of the design the rows do not determine (a spline
+    piece with no training token under it) gets 0, not an arbitrary value.
     """
     design = np.asarray(X, dtype=np.float64)
     single = design.ndim == 2
@@ -63,11 +68,13 @@ def logistic_fit(X, y, *, max_iter: int = 100, tol: float = 1e-10, start=None) -
     converged = np.zeros(n_designs, dtype=bool)
     n_iter = np.zeros(n_designs, dtype=np.int64)
     active = np.arange(n_designs)
+    penalty = np.full(p, float(ridge))
+    penalty[0] = 0.0
     for iteration in range(1, max_iter + 1):
         f = features[active] if active.size < n_designs else features
         mu = expit(_linear(f, coef[active]))
-        grad = np.matmul(f, (target - mu)[:, :, None])[:, :, 0]
-        step = _solve(_information(f, mu), grad)
+        grad = np.matmul(f, (target - mu)[:, :, None])[:, :, 0] - penalty * coef[active]
+        step = _solve(_information(f, mu) + np.diag(penalty), grad)
         coef[active] += step
         n_iter[active] = iteration
         done = np.abs(step).max(axis=1) < tol * (1.0 + np.abs(coef[active]).max(axis=1))
