@@ -20,10 +20,13 @@ Optional columns (:data:`OPTIONAL_SCHEMA`) follow the score columns when present
 in that schema's order: ``doc`` (document index in a corpus), ``pred_id`` (the
 top-1 prediction), the covariates
 ``target_freq``, ``target_repeat``, ``input_is_first``, ``input_is_delimiter``,
-and ``nonfinite`` (a logit or norm of the row was NaN or inf). Tables of format
-version 1 (no optional columns) are still read.
+``nonfinite`` (a logit or norm of the row was NaN or inf) and ``fold`` (int16, the
+cross-fitting fold of a probe). Tables of format version 1 (no optional columns)
+are still read.
 
-Per-head columns are ``attn_head.{layer}.{head}``. The schema metadata key
+Per-head columns are ``attn_head.{layer}.{head}``. A probed table (metadata key
+``probe``) has, after the site columns, ``probe.{site}.{layer}`` (float32): each
+row's held-out probe score (:func:`probe_column`; not a site column). The schema metadata key
 ``lamina`` holds a JSON object describing the model, the text, the windows and
 the sites.
 """
@@ -73,6 +76,7 @@ OPTIONAL_SCHEMA = pa.schema(
         ("input_is_first", pa.bool_()),
         ("input_is_delimiter", pa.bool_()),
         ("nonfinite", pa.bool_()),
+        ("fold", pa.int16()),
     ]
 )
 """Per-token columns a table may have after the score columns (docs/token-table.md)."""
@@ -80,6 +84,7 @@ OPTIONAL_SCHEMA = pa.schema(
 OPTIONAL_COLUMNS: tuple[str, ...] = tuple(OPTIONAL_SCHEMA.names)
 
 _SITE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+PROBE_PREFIX = "probe"
 
 
 def site_column(site: str, layer: int, head: int | None = None) -> str:
@@ -96,6 +101,34 @@ def parse_site_column(name: str) -> tuple[str, int, int | None] | None:
         return None
     head = int(parts[2]) if len(parts) == 3 else None
     return parts[0], int(parts[1]), head
+
+
+def probe_column(site: str, layer: int) -> str:
+    """Column name of the probe score of ``site`` at ``layer``: ``probe.attn_out.3``."""
+    return f"{PROBE_PREFIX}.{site}.{layer}"
+
+
+def parse_probe_column(name: str) -> tuple[str, int] | None:
+    """``(site, layer)`` of a probe column name, or None for any other column."""
+    parts = name.split(".")
+    if len(parts) != 3 or parts[0] != PROBE_PREFIX or not _SITE_NAME.match(parts[1]):
+        return None
+    return (parts[1], int(parts[2])) if parts[2].isdigit() else None
+
+
+def probe_matrix(table: pa.Table, site: str) -> np.ndarray:
+    """Held-out probe scores of ``site`` as ``(n_tokens, n_layers)`` float32, layers ascending."""
+    columns = sorted(
+        (parsed[1], name)
+        for name in table.column_names
+        if (parsed := parse_probe_column(name)) is not None and parsed[0] == site
+    )
+    if not columns:
+        raise TableError(
+            f"the token table has no probe column for site {site!r}; extract with --probe "
+            "diffmeans or --probe lda."
+        )
+    return _stack(table, [name for _, name in columns])
 
 
 def site_layers(table: pa.Table, site: str) -> list[int]:
@@ -168,7 +201,7 @@ def build_table(columns: dict[str, np.ndarray], metadata: dict) -> pa.Table:
 
     Score columns (all required) and optional columns (those given) are cast to
     their schema types and come first, in schema order; every other column must
-    be a site column and is float32.
+    be a site column or a probe column and is float32.
     """
     fields = []
     arrays = []
@@ -183,7 +216,7 @@ def build_table(columns: dict[str, np.ndarray], metadata: dict) -> pa.Table:
     for name, values in columns.items():
         if name in SCORE_COLUMNS or name in OPTIONAL_COLUMNS:
             continue
-        if parse_site_column(name) is None:
+        if parse_site_column(name) is None and parse_probe_column(name) is None:
             raise ValueError(f"not a site column name: {name}")
         fields.append(pa.field(name, pa.float32()))
         arrays.append(pa.array(np.asarray(values, dtype=np.float32), type=pa.float32()))
@@ -225,6 +258,13 @@ def _expected_site_columns(meta: dict) -> list[str]:
             names += [site_column(site, lay, h) for lay in range(n_layers) for h in range(n_heads)]
         else:
             names += [site_column(site, layer) for layer in range(n_layers)]
+    probe = meta.get("probe")
+    if probe is not None:
+        probed = probe.get("sites") if isinstance(probe, dict) else None
+        if not isinstance(probed, list) or not all(isinstance(x, str) for x in probed):
+            raise ValueError("its 'probe' has no list of probed sites")
+        names += [probe_column(site, layer) for site in probed for layer in range(n_layers)]
+        names.append("fold")
     return names
 
 
@@ -253,7 +293,9 @@ def validate_table(table: pa.Table, where: str = "the token table") -> dict:
     except ValueError as exc:
         raise TableError(f"{where}'s metadata is inconsistent: {exc}; {redo}.") from exc
     types = {f.name: f.type for schema in (SCORE_SCHEMA, OPTIONAL_SCHEMA) for f in schema}
-    types.update((name, pa.float32()) for name in expected)
+    if "probe" not in meta:
+        types.pop("fold")  # a fold belongs to a probe
+    types.update((name, pa.float32()) for name in expected if name != "fold")
     present = set(table.column_names)
     unknown = [name for name in table.column_names if name not in types]
     missing = [name for name in expected if name not in present]

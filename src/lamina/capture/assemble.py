@@ -227,6 +227,8 @@ def table_from_shards(shards_dir: str | Path, *, allow_nonfinite: bool = False) 
         )
     if not isinstance(manifest.get("model"), dict):
         raise TableError(f"{folder}/manifest.json does not describe the model; resume the run.")
+    if isinstance(manifest["metadata"].get("probe"), dict):
+        _add_probe_columns(folder, shards, computed, manifest["metadata"])
     skeleton_columns = {
         n: plan_table.column(n).to_numpy(zero_copy_only=False) for n in SKELETON_COLUMNS
     }
@@ -238,6 +240,32 @@ def table_from_shards(shards_dir: str | Path, *, allow_nonfinite: bool = False) 
         "assembled_from": str(folder),
     }
     return assemble_table(skeleton_columns, computed, metadata, allow_nonfinite=allow_nonfinite)
+
+
+def _add_probe_columns(
+    folder: Path, shards: list[dict], computed: list[dict[str, np.ndarray]], metadata: dict
+) -> None:
+    """Every shard's saved ``fold`` and probe columns (:mod:`lamina.capture.probe_run`)."""
+    from lamina.capture.probe_run import PROBE_DIR, read_probe_shard
+
+    probe = metadata["probe"]
+    digest = str(probe.get("directions_sha256"))
+    names = ["fold"] + [
+        f"probe.{site}.{layer}" for site in probe["sites"] for layer in range(metadata["n_layers"])
+    ]
+    for shard, columns in zip(shards, computed, strict=True):
+        path = folder / PROBE_DIR / f"{shard['key']}.{digest[:16]}.parquet"
+        scores = read_probe_shard(path, f"{shard['key']}|{digest}", shard["rows"], names)
+        if scores is None:
+            raise TableError(
+                f"the probe scores of shard {shard['key']} in {folder} are missing or damaged; "
+                "run the same extraction again to compute them."
+            )
+        bad = np.asarray(columns.get("nonfinite", np.zeros(0)), dtype=bool)
+        for name, values in scores.items():
+            columns[name] = (
+                np.where(bad, np.nan, values) if name != "fold" and bad.any() else values
+            )
 
 
 def is_shards_directory(path: str | Path) -> bool:

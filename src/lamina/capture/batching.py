@@ -31,10 +31,13 @@ GPU_MAX_BATCH = 256
 _MEMORY_FILE = "batch-sizes.json"
 
 
-def resolve_batch_size(batch_size: int | str, model: nn.Module, window: int, n_sites: int) -> int:
-    """``batch_size`` as a number of windows (``"auto"`` estimated for this model and device)."""
+def resolve_batch_size(
+    batch_size: int | str, model: nn.Module, window: int, n_sites: int, *, probe_sites: int = 0
+) -> int:
+    """``batch_size`` as a number of windows (``"auto"`` estimated for this model and device;
+    ``probe_sites``: sites whose vectors a probe keeps until the batch is scored)."""
     if batch_size == "auto":
-        return auto_batch_size(model, window, n_sites)
+        return auto_batch_size(model, window, n_sites, probe_sites=probe_sites)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(
             f"batch size {batch_size!r} must be a positive number of windows or 'auto'."
@@ -42,8 +45,12 @@ def resolve_batch_size(batch_size: int | str, model: nn.Module, window: int, n_s
     return batch_size
 
 
-def window_bytes(model: nn.Module, window: int, n_sites: int) -> int:
-    """Estimated peak memory of one window's forward pass, in bytes."""
+def window_bytes(model: nn.Module, window: int, n_sites: int, probe_sites: int = 0) -> int:
+    """Estimated peak memory of one window's forward pass, in bytes.
+
+    A probe keeps every layer's vector of ``probe_sites`` sites per position (float32) and
+    a float64 copy of one of them while it is added to the sums.
+    """
     dims = config_dims(model.config)
     config = (
         model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
@@ -55,10 +62,12 @@ def window_bytes(model: nn.Module, window: int, n_sites: int) -> int:
     heads = dims.n_heads or 16
     element = next(model.parameters()).element_size()
     per_token = (16 * hidden + 2 * intermediate) * element + vocab * 4 + 8 * n_sites
+    if probe_sites:
+        per_token += probe_sites * (dims.n_layers or 1) * hidden * 4 + hidden * 8
     return window * per_token + heads * window * window * 4
 
 
-def auto_batch_size(model: nn.Module, window: int, n_sites: int) -> int:
+def auto_batch_size(model: nn.Module, window: int, n_sites: int, probe_sites: int = 0) -> int:
     import torch
 
     from lamina.capture.device import model_device
@@ -73,10 +82,15 @@ def auto_batch_size(model: nn.Module, window: int, n_sites: int) -> int:
     else:
         budget, cap = min(_available_memory() // 4, CPU_BUDGET_BYTES), CPU_MAX_BATCH
     size = 1
-    per_window = max(window_bytes(model, window, n_sites), 1)
+    per_window = max(window_bytes(model, window, n_sites, probe_sites), 1)
     while size * 2 <= cap and size * 2 * per_window <= budget:
         size *= 2
     return size
+
+
+def available_memory() -> int:
+    """The memory this machine has available now, in bytes (``MemAvailable`` on Linux)."""
+    return _available_memory()
 
 
 def _available_memory() -> int:

@@ -6,7 +6,10 @@ column per site and layer) for the shard's scored positions, in plan order.
 Fresh windows of equal length run in batches; a ``stream`` segment runs its
 chunks one after the other through the model's key/value cache
 (:mod:`lamina.capture.stream`). Scores and norms stay on the model's device
-until a batch is done, then move to the host in one transfer each.
+until a batch is done, then move to the host in one transfer each. With a probe,
+:meth:`ShardComputer.compute_probed` also returns the shard's class sums per fold
+(pass 1) and :meth:`ShardComputer.project` runs the same forward passes again
+for the held-out probe scores (pass 2, no scoring: :mod:`lamina.capture.probe_run`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ if TYPE_CHECKING:
     from torch import nn
 
     from lamina.capture.architectures import ResolvedSites
+    from lamina.capture.probe_math import Directions, ShardSums
+    from lamina.capture.probe_spec import ProbeSpec
 
 SCORE_DTYPES = {
     "correct": np.bool_,
@@ -79,9 +84,12 @@ class ShardComputer:
         should_stop: Callable[[], bool] | None = None,
         on_batch: Callable[[int], None] | None = None,
         allow_nonfinite: bool = False,
+        probe: ProbeSpec | None = None,
     ) -> None:
         self.model = model
-        self.capture = NormCapture(model, resolved)
+        self.resolved = resolved
+        self.probe = probe
+        self.capture = NormCapture(model, resolved, probe.vector_columns() if probe else ())
         self.names = list(self.capture.names)
         self.batch_size = batch_size
         self.bos_id = bos_id
@@ -92,6 +100,104 @@ class ShardComputer:
         self.should_stop = should_stop
         self.on_batch = on_batch
         self.allow_nonfinite = allow_nonfinite
+        self._row = 0  # the shard row the next scored position is
+        self._folds: np.ndarray | None = None
+        self._accumulator: Any = None
+        self._kept: list | None = None
+        self._projection: Any = None  # pass 2's hooks while projecting
+
+    def compute_probed(
+        self,
+        tokens: np.ndarray,
+        windows: Sequence[Window],
+        folds: np.ndarray,
+        keep_vectors: bool = False,
+    ) -> tuple[dict[str, np.ndarray], ShardSums]:
+        """Pass 1 of a probe: the shard's columns and its class sums per fold (``folds``: the
+        fold of each of the shard's rows); ``keep_vectors``: the sums also carry the batches'
+        probed vectors (``kept``), for :meth:`project_kept`."""
+        from lamina.capture.probe_hooks import SumsAccumulator
+        from lamina.sources.hfconfig import config_dims
+
+        hidden = config_dims(self.model.config).hidden_size or 1
+        self._folds = np.asarray(folds)
+        self._accumulator = SumsAccumulator(self.probe, self._folds, self.device, hidden)
+        self._kept = [] if keep_vectors else None
+        try:
+            columns = self.compute(tokens, windows)
+            sums = self._accumulator.result()
+            sums.kept = self._kept
+            return columns, sums
+        finally:
+            self._folds, self._accumulator, self._kept = None, None, None
+
+    def project(
+        self,
+        tokens: np.ndarray,
+        windows: Sequence[Window],
+        folds: np.ndarray,
+        directions: Directions,
+    ) -> dict[str, np.ndarray]:
+        """Pass 2 of a probe: every row's held-out score, ``probe.{site}.{layer}`` (float32)."""
+        capture, self.capture = self.capture, self._projection_capture(directions)
+        self._folds = np.asarray(folds)
+        try:
+            return self.compute(tokens, windows)
+        finally:
+            self.capture, self._folds = capture, None
+
+    def project_kept(
+        self, kept: list, folds: np.ndarray, directions: Directions
+    ) -> dict[str, np.ndarray]:
+        """:meth:`project` from the vectors pass 1 kept (``ShardSums.kept``), without a forward
+        pass: the same arithmetic on the same tensors, batch by batch."""
+        capture = self._projection_capture(directions)
+        self._folds = np.asarray(folds)
+        self._row = 0
+        parts = []
+        try:
+            for group, keep, vectors in kept:
+                capture.set_folds(self._fold_matrix(group, keep))
+                buffer = torch.stack(
+                    [capture.score(v, j).to(torch.float32) for j, v in enumerate(vectors)]
+                )
+                parts.append(self._collect_projections(buffer, group, keep, capture.names))
+        finally:
+            self._folds = None
+        return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+    def _projection_capture(self, directions: Directions) -> Any:
+        from lamina.capture.probe_hooks import ProjectionCapture
+
+        if self._projection is None or self._projection[0] is not directions:
+            self._projection = (
+                directions,
+                ProjectionCapture(self.model, self.resolved, directions),
+            )
+        return self._projection[1]
+
+    @property
+    def projecting(self) -> bool:
+        return self._projection is not None and self.capture is self._projection[1]
+
+    def _start_batch(self, group: Sequence[Window], length: int, keep: int) -> None:
+        """Size the hooks' buffers; when projecting, give every kept position its fold."""
+        self.capture.start_batch(len(group), length, keep, self.device)
+        if self.projecting:
+            self.capture.set_folds(self._fold_matrix(group, keep))
+
+    def _fold_matrix(self, group: Sequence[Window], keep: int) -> np.ndarray:
+        """The fold of every kept position ``(windows, keep)`` of a batch starting at ``_row``."""
+        matrix = np.zeros((len(group), keep), dtype=np.int64)
+        row = self._row
+        for i, w in enumerate(group):
+            matrix[i, keep - w.n_scored :] = self._folds[row : row + w.n_scored]
+            row += w.n_scored
+        return matrix
+
+    def _logits_kept(self, keep: int) -> int:
+        """Logits the model computes per window: one while projecting (they are not read)."""
+        return 1 if self.projecting else keep
 
     def compute(self, tokens: np.ndarray, windows: Sequence[Window]) -> dict[str, np.ndarray]:
         """The shard's columns for ``windows`` of the token stream ``tokens``, in plan order."""
@@ -99,6 +205,7 @@ class ShardComputer:
             self.device
         )
         parts: list[dict[str, np.ndarray]] = []
+        self._row = 0
         was_training = self.model.training
         self.model.eval()
         try:
@@ -152,10 +259,10 @@ class ShardComputer:
             bos_column = torch.full((len(group), 1), self.bos_id, device=self.device)
             ids = torch.cat([bos_column, ids], dim=1)
         keep = max(w.n_scored for w in group)
-        self.capture.start_batch(len(group), ids.shape[1], keep, self.device)
+        self._start_batch(group, ids.shape[1], keep)
         kwargs: dict[str, Any] = {"use_cache": False}
         if self.keep_logits:
-            kwargs["logits_to_keep"] = keep
+            kwargs["logits_to_keep"] = self._logits_kept(keep)
         logits = self.model(input_ids=ids, **kwargs).logits[:, -keep:]
         self.capture.check_filled()
         return self.collect(logits, self.capture.buffer, token_tensor, group, keep)
@@ -178,8 +285,8 @@ class ShardComputer:
                 ids = token_tensor[w.score_from : w.stop][None]
                 kwargs = chunk_inputs(cache, w, offset, ids.shape[1], self.device)
             if self.keep_logits:
-                kwargs["logits_to_keep"] = w.n_scored
-            self.capture.start_batch(1, ids.shape[1], w.n_scored, self.device)
+                kwargs["logits_to_keep"] = self._logits_kept(w.n_scored)
+            self._start_batch([w], ids.shape[1], w.n_scored)
             kwargs[self.cache_argument] = cache
             output = self.model(input_ids=ids, use_cache=True, **kwargs)
             self.capture.check_filled()
@@ -215,6 +322,8 @@ class ShardComputer:
         keep: int,
     ) -> dict[str, np.ndarray]:
         """Score the windows' scored rows and move scores and norms to the host, once each."""
+        if self.projecting:
+            return self._collect_projections(buffer, group, keep)
         flags = self._nonfinite(logits, buffer, group, keep)
         rows = [logits[i, keep - w.n_scored :] for i, w in enumerate(group)]
         targets = torch.cat([token_tensor[w.score_from + 1 : w.stop + 1] for w in group])
@@ -229,7 +338,38 @@ class ShardComputer:
         host = norms.T.float().cpu().numpy()
         for j, name in enumerate(self.names):
             out[name] = host[:, j]
+        if self._accumulator is not None:
+            self._accumulate(out["correct"], flags, group, keep)
+        self._row += len(flags)
         return out
+
+    def _accumulate(
+        self, correct: np.ndarray, flags: np.ndarray, group: Sequence[Window], keep: int
+    ) -> None:
+        """Add the batch's probed vectors to the shard's sums, by fold and class (non-finite
+        rows left out)."""
+        vectors = [
+            torch.cat([v[i, keep - w.n_scored :] for i, w in enumerate(group)])
+            if len(group) > 1
+            else v[0, keep - group[0].n_scored :]  # a view: no copy of one window's vectors
+            for v in self.capture.vectors
+        ]
+        folds = self._folds[self._row : self._row + len(correct)]
+        self._accumulator.add(vectors, correct, folds, flags)
+        if self._kept is not None:
+            self._kept.append((list(group), keep, list(self.capture.vectors)))
+
+    def _collect_projections(
+        self,
+        buffer: torch.Tensor,
+        group: Sequence[Window],
+        keep: int,
+        names: Sequence[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        scores = torch.cat([buffer[:, i, keep - w.n_scored :] for i, w in enumerate(group)], dim=1)
+        host = scores.T.cpu().numpy()
+        self._row += host.shape[0]
+        return {name: host[:, j] for j, name in enumerate(names or self.capture.names)}
 
 
 def _nonfinite_rows(

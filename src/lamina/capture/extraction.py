@@ -33,7 +33,10 @@ from lamina.capture.architectures import (
 from lamina.capture.assemble import assemble_table, base_metadata, skeleton
 from lamina.capture.compute import ShardComputer
 from lamina.capture.plan import DEFAULT_SHARD_WINDOWS, Document, ExtractionPlan, Planner
-from lamina.capture.runner import Saving, run_local, shard_columns_names
+from lamina.capture.probe_run import ProbeJob, check_device_memory, prepare_probe, project_local
+from lamina.capture.probe_spec import DEFAULT_FOLDS, DEFAULT_PROBE
+from lamina.capture.runner import Saving, manifest_of, run_local, shard_columns_names
+from lamina.capture.shards import save_manifest
 from lamina.capture.tokens import token_stream
 from lamina.capture.windows import (
     WindowOptions,
@@ -195,6 +198,8 @@ def extract(
     shards_dir: str | Path | None = None,
     shard_windows: int = DEFAULT_SHARD_WINDOWS,
     allow_nonfinite: bool = False,
+    probe: str = DEFAULT_PROBE,
+    probe_folds: int = DEFAULT_FOLDS,
 ) -> pa.Table:
     """Score every planned token of ``text`` and record the norm each layer writes there.
 
@@ -211,14 +216,14 @@ def extract(
     save every shard there as it is done and reuse those already there (a killed run resumes);
     None keeps everything in memory. A NaN or inf logit or norm stops extraction (a
     :class:`CaptureError` naming the first layer and site); ``allow_nonfinite`` keeps such rows,
-    marked in a ``nonfinite`` column.
+    marked in a ``nonfinite`` column. ``probe``: ``"diffmeans"``, ``"lda"``, ``"none"`` or
+    ``"auto"`` (``diffmeans`` for ``middle`` windows, else none) adds cross-fitted probe scores
+    over ``probe_folds`` contiguous folds (:mod:`lamina.capture.probe_run`).
 
     Returns the token table (see :mod:`lamina.table`). Raises
     :class:`CaptureError` / :class:`InputError` before any forward pass for
     options that cannot work.
     """
-    from lamina.capture.batching import resolve_batch_size
-
     if not isinstance(windows, WindowOptions):
         windows = WindowOptions(windows, window, stride, batch_size, max_tokens, bos)
     model, tokenizer, report, context = _model_parts(loaded, model, tokenizer)
@@ -232,21 +237,17 @@ def extract(
         windows=windows,
         shard_windows=shard_windows,
     )
-    batch = resolve_batch_size(windows.batch_size, model, plan.window, len(resolved.sites))
-    computer = ShardComputer(
-        model, resolved, batch_size=batch, bos_id=bos_id, allow_nonfinite=allow_nonfinite
-    )
+    job = prepare_probe(probe, probe_folds, plan, resolved, _hidden_size(model))
+    computer, batch = _computer(model, resolved, plan, windows, bos_id, allow_nonfinite, job)
     base = {**base_metadata(plan, text_meta, sites_metadata(resolved)), "model": report}
     bones = skeleton(plan, tokenizer)
-    saving = None
-    if shards_dir is not None:
-        names = shard_columns_names(computer.names)
-        saving = Saving(Path(shards_dir), base, names, report)
+    saving = _saving(shards_dir, base, computer, report)
     started = time.perf_counter()
-    results, counts = _run_here(plan, computer, saving, bones, progress)
-    extraction = {"engine": "local", "batch_size": batch, **counts.to_dict()}
+    results, counts = _run_here(plan, computer, saving, bones, progress, job)
+    extraction = {"engine": "local", "batch_size": batch, **counts}
     metadata = {
         **base,
+        **({"probe": job.metadata()} if job is not None else {}),
         "seconds": round(time.perf_counter() - started, 3),
         "command_line": command_line,
         "extraction": extraction,
@@ -266,28 +267,91 @@ def _model_parts(loaded: Any, model: Any, tokenizer: Any) -> tuple[Any, Any, dic
     return model, loaded.tokenizer, model_report(loaded, model), _context_length(loaded, model)
 
 
+def _hidden_size(model: nn.Module) -> int:
+    from lamina.sources.hfconfig import config_dims
+
+    return config_dims(model.config).hidden_size or 1
+
+
+def _computer(
+    model: nn.Module,
+    resolved: ResolvedSites,
+    plan: ExtractionPlan,
+    windows: WindowOptions,
+    bos_id: int | None,
+    allow_nonfinite: bool,
+    job: ProbeJob | None,
+) -> tuple[ShardComputer, int]:
+    """The model with its hooks (and the probe's), and its batch size resolved."""
+    from lamina.capture.batching import resolve_batch_size
+
+    spec = job.spec if job is not None else None
+    stash = len(spec.sites) if spec is not None else 0
+    batch = resolve_batch_size(
+        windows.batch_size, model, plan.window, len(resolved.sites), probe_sites=stash
+    )
+    computer = ShardComputer(
+        model,
+        resolved,
+        batch_size=batch,
+        bos_id=bos_id,
+        allow_nonfinite=allow_nonfinite,
+        probe=spec,
+    )
+    if job is not None:
+        check_device_memory(job, _hidden_size(model), plan, computer.device)
+    return computer, batch
+
+
+def _saving(
+    shards_dir: str | Path | None, base: dict, computer: ShardComputer, report: dict
+) -> Saving | None:
+    if shards_dir is None:
+        return None
+    return Saving(Path(shards_dir), base, shard_columns_names(computer.names), report)
+
+
 def _run_here(
     plan: ExtractionPlan,
     computer: ShardComputer,
     saving: Saving | None,
     bones: dict[str, np.ndarray],
     progress: bool | None,
-) -> tuple[dict[str, dict[str, np.ndarray]], Any]:
-    """Run the plan in this process with a progress bar; SIGINT stops after a batch."""
+    job: ProbeJob | None = None,
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Any]]:
+    """Run the plan in this process with a progress bar; SIGINT stops after a batch.
+
+    With a probe, pass 1 is the extraction and pass 2 (:func:`project_local`) follows
+    with its own bar; the table's metadata then gets the probe's (``saving``'s too).
+    """
+    shards_dir = saving.shards_dir if saving is not None else None
     with _progress_bar(plan, progress) as bar, _stop_on_sigint(saving is not None) as stop:
         computer.on_batch, computer.should_stop = bar, stop
-        return run_local(plan, computer, saving=saving, skeleton_columns=bones, on_reused=bar)
+        results, counts = run_local(
+            plan, computer, saving=saving, skeleton_columns=bones, on_reused=bar, probe=job
+        )
+    if job is None:
+        return results, counts.to_dict()
+    with _progress_bar(plan, progress, "probe") as bar, _stop_on_sigint(saving is not None) as stop:
+        computer.on_batch, computer.should_stop = bar, stop
+        project_local(plan, computer, job, results, shards_dir, on_reused=bar)
+    if saving is not None:
+        saving.metadata["probe"] = job.metadata()
+        save_manifest(saving.shards_dir, manifest_of(plan, sorted(results), saving))
+    return results, {**counts.to_dict(), "probe": job.counts()}
 
 
 @contextlib.contextmanager
-def _progress_bar(plan: ExtractionPlan, progress: bool | None) -> Iterator[Callable[[int], None]]:
+def _progress_bar(
+    plan: ExtractionPlan, progress: bool | None, desc: str = "extract"
+) -> Iterator[Callable[[int], None]]:
     from tqdm.auto import tqdm
 
     bar = tqdm(
         total=plan.n_scored,
         unit="tok",
         unit_scale=True,
-        desc="extract",
+        desc=desc,
         disable=None if progress is None else not progress,
         leave=False,
     )

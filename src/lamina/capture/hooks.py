@@ -3,12 +3,15 @@
 Each hook runs inside the forward pass and writes the norms of the last ``keep``
 positions of every window of the batch into one buffer on the model's device,
 so no layer's activations outlive its step: memory grows with
-tokens x layers, not tokens x layers x hidden size.
+tokens x layers, not tokens x layers x hidden size. For a probe
+(:mod:`lamina.capture.probe_run`) the hooks of the probed sites also keep the
+batch's kept vectors until the batch is scored (``stash``): bounded by the batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,7 +42,9 @@ class NormCapture:
     column ``c``, window ``b`` and the last ``keep`` positions of the window.
     """
 
-    def __init__(self, model: nn.Module, resolved: ResolvedSites):
+    def __init__(
+        self, model: nn.Module, resolved: ResolvedSites, stash: Sequence[tuple[str, int]] = ()
+    ):
         self.columns: list[Column] = []
         self.names: list[str] = resolved.column_names()
         first = 0
@@ -56,6 +61,14 @@ class NormCapture:
         self.buffer: torch.Tensor | None = None
         self.filled = np.zeros(len(self.columns), dtype=bool)
         self._handles: list[Any] = []
+        # the probed vectors of the batch (float32, (batch, keep, d)), in ``stash`` order
+        slots = {tuple(where): slot for slot, where in enumerate(stash)}
+        self.stash_slot = {
+            i: slots[(c.site, c.layer)]
+            for i, c in enumerate(self.columns)
+            if (c.site, c.layer) in slots
+        }
+        self.vectors: list[torch.Tensor | None] = [None] * len(slots)
 
     def __enter__(self) -> NormCapture:
         try:
@@ -84,6 +97,7 @@ class NormCapture:
             (len(self.names), batch, keep), dtype=torch.float32, device=device
         )
         self.filled[:] = False
+        self.vectors = [None] * len(self.vectors)
 
     def check_filled(self) -> None:
         if not self.filled.all():
@@ -121,9 +135,10 @@ class NormCapture:
             vectors = self._positions(
                 output[0] if isinstance(output, (tuple, list)) else output, column
             )
-            self.buffer[column.first] = torch.linalg.vector_norm(
-                vectors[:, -self.keep :], dim=-1, dtype=torch.float32
-            )
+            kept = vectors[:, -self.keep :]
+            self.buffer[column.first] = torch.linalg.vector_norm(kept, dim=-1, dtype=torch.float32)
+            if index in self.stash_slot:
+                self.vectors[self.stash_slot[index]] = kept.to(torch.float32, copy=True)
             self.filled[index] = True
 
         return hook

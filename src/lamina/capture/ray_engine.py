@@ -8,7 +8,10 @@ saved. The missing shards become a Ray Dataset; ``map_batches`` runs them throug
 an actor pool (``--workers`` actors; one GPU each where the cluster has GPUs,
 else an equal share of its CPUs), each actor loading the model once and writing
 every shard it computes into the shards directory under the shard's key. A Ray
-run and a local run therefore resume and share each other's work. The shards
+run and a local run therefore resume and share each other's work. With a probe
+(:mod:`lamina.capture.probe_run`) each worker also saves its shards' class sums;
+the driver adds every shard's sums in plan order, saves the directions, and a
+second actor pool projects the shards on them. The shards
 directory must be on a file system every node sees (a single machine, or a
 shared mount on a cluster). Ray is imported only here.
 """
@@ -23,12 +26,14 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 
 from lamina.capture.assemble import base_metadata, skeleton
 from lamina.capture.plan import ExtractionPlan, Shard
+from lamina.capture.probe_run import ProbeJob, prepare_probe
+from lamina.capture.probe_spec import DEFAULT_FOLDS, DEFAULT_PROBE
 from lamina.capture.runner import (
     Saving,
     manifest_of,
@@ -39,9 +44,6 @@ from lamina.capture.runner import (
 from lamina.capture.shards import read_shard, save_manifest
 from lamina.capture.windows import Window, WindowOptions
 from lamina.errors import CaptureError, InputError
-
-if TYPE_CHECKING:
-    pass
 
 #: Seconds to wait for an existing cluster at ``--ray-address``.
 CONNECT_TIMEOUT_S = 20
@@ -136,43 +138,78 @@ class ShardWorker:
         bos: bool,
         shards_dir: str,
         allow_nonfinite: bool = False,
+        probe: dict[str, Any] | None = None,
     ) -> None:
         from lamina.capture.architectures import resolve_sites
         from lamina.capture.batching import resolve_batch_size
         from lamina.capture.compute import ShardComputer
         from lamina.capture.extraction import bos_token_id
+        from lamina.capture.probe_spec import ProbeSpec
         from lamina.sources import load_model
 
         loaded = load_model(model, progress=False, **model_kwargs)
         resolved = resolve_sites(loaded.model, sites, site_template)
         bos_id = bos_token_id(loaded.tokenizer) if bos else None
-        batch = resolve_batch_size(batch_size, loaded.model, window, len(resolved.sites))
+        self.probe = ProbeSpec(**{**probe, "sites": tuple(probe["sites"])}) if probe else None
+        stash = len(self.probe.sites) if self.probe else 0
+        batch = resolve_batch_size(
+            batch_size, loaded.model, window, len(resolved.sites), probe_sites=stash
+        )
         self.computer = ShardComputer(
             loaded.model,
             resolved,
             batch_size=batch,
             bos_id=bos_id,
             allow_nonfinite=allow_nonfinite,
+            probe=self.probe,
         )
         self.report = json.dumps(loaded.report.to_dict())
         self.shards_dir = Path(shards_dir)
+        self.directions: dict[str, Any] = {}
 
     def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from lamina.capture.shards import write_shard
-
         keys = []
-        for key, tokens, layout in zip(
-            batch["key"], batch["tokens"], batch["windows"], strict=True
-        ):
-            windows = [Window(*w) for w in json.loads(str(layout))]
-            columns = self.computer.compute(np.asarray(tokens, dtype=np.int64), windows)
-            write_shard(self.shards_dir, str(key), columns)
+        for k, key in enumerate(batch["key"]):
+            item = {name: batch[name][k] for name in batch}
+            self._shard(item)
             keys.append(str(key))
         return {"key": np.array(keys), "report": np.array([self.report] * len(keys))}
 
+    def _shard(self, item: Mapping[str, Any]) -> None:
+        """Compute one shard (with its sums when probed), or project it (pass 2), and save it."""
+        from lamina.capture.probe_math import Directions
+        from lamina.capture.probe_run import write_probe_shard
+        from lamina.capture.shards import write_shard
 
-def _item(plan: ExtractionPlan, shard: Shard) -> dict[str, Any]:
-    """A shard as a dataset row: its key, its token span, its windows relative to the span."""
+        windows = [Window(*w) for w in json.loads(str(item["windows"]))]
+        tokens = np.asarray(item["tokens"], dtype=np.int64)
+        folds, path = np.asarray(item["folds"]), str(item["path"])
+        if str(item["task"]) == "project":
+            if path not in self.directions:
+                names = [f"{s}.{layer}" for s, layer in self.probe.vector_columns()]
+                self.directions = {path: Directions.load(Path(path), self.probe.method, names)}
+            scores = self.computer.project(tokens, windows, folds, self.directions[path])
+            columns = {"fold": folds.astype(np.int16), **scores}
+            write_probe_shard(Path(str(item["output"])), columns, str(item["stamp"]))
+            return
+        if self.probe is None:
+            columns = self.computer.compute(tokens, windows)
+        else:
+            columns, sums = self.computer.compute_probed(tokens, windows, folds)
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            sums.save(Path(path))
+        write_shard(self.shards_dir, str(item["key"]), columns)
+
+
+def _item(
+    plan: ExtractionPlan,
+    shard: Shard,
+    probe: ProbeJob | None = None,
+    shards_dir: Path | None = None,
+    task: str = "columns",
+) -> dict[str, Any]:
+    """A shard as a dataset row: its key, its token span, its windows relative to the span;
+    with a probe its rows' folds and where its sums (or, projecting, its scores) go."""
     first = min(w.start for w in shard.windows)
     last = max(w.stop for w in shard.windows)
     tokens = plan.documents[shard.doc].ids(first, last + 1)
@@ -180,7 +217,16 @@ def _item(plan: ExtractionPlan, shard: Shard) -> dict[str, Any]:
         [w.index, w.start - first, w.stop - first, w.score_from - first, w.cached, w.origin - first]
         for w in shard.windows
     ]
-    return {"key": shard.key, "tokens": tokens.astype(np.int64), "windows": json.dumps(layout)}
+    item = {"key": shard.key, "tokens": tokens.astype(np.int64), "windows": json.dumps(layout)}
+    item.update(task=task, folds=np.zeros(0, dtype=np.int16), path="", output="", stamp="")
+    if probe is not None:
+        item["folds"] = probe.shard_folds[shard.key]
+        item["path"] = str(probe.sums_path(shards_dir, shard))
+        if task == "project":
+            item["path"] = str(probe.directions_path(shards_dir))
+            item["output"] = str(probe.projection_path(shards_dir, shard.key))
+            item["stamp"] = probe.stamp(shard.key)
+    return item
 
 
 def run_ray(
@@ -192,35 +238,25 @@ def run_ray(
     workers: int,
     use_gpu: bool,
     on_done: Any = None,
+    probe: ProbeJob | None = None,
 ) -> tuple[dict[str, dict[str, np.ndarray]], int]:
     """Every shard's columns, reused or computed by the actors; and how many were computed.
 
-    ``saving.report`` becomes the model report the workers send back.
+    ``saving.report`` becomes the model report the workers send back. With a ``probe``,
+    pass 1's sums are added in plan order and pass 2 runs on a second pool.
     """
-    import ray
-    import ray.data
-
     shards_dir, names = saving.shards_dir, saving.columns
     results = reuse_saved(plan, shards_dir, names)
+    if probe is not None:
+        probe.keep_reusable(results, shards_dir, plan)
     start_saving(plan, saving, skeleton_columns, time.time())
     if on_done is not None:
         on_done(sum(s.n_scored for s in plan.shards if s.key in results))
     pending = [s for s in plan.shards if s.key not in results]
-    if not pending:
-        return results, 0
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    dataset = ray.data.from_items([_item(plan, s) for s in pending])
-    resources = {"num_gpus": 1} if use_gpu else {"num_cpus": _cpus_per_worker(workers)}
-    mapped = dataset.map_batches(
-        ShardWorker,
-        fn_constructor_kwargs={**worker_args, "shards_dir": str(shards_dir)},
-        compute=ray.data.ActorPoolStrategy(size=workers),
-        batch_size=1,
-        **resources,
-    )
+    pool = (worker_args, shards_dir, workers, use_gpu)
+    rows = _map(pool, [_item(plan, s, probe, shards_dir) for s in pending]) if pending else []
     by_key = {s.key: s for s in pending}
-    for row in mapped.iter_rows():
+    for row in rows:
         shard = by_key[str(row["key"])]
         saving.report = json.loads(str(row["report"]))
         table = read_shard(shards_dir, shard.key, shard.n_scored, names)
@@ -232,7 +268,72 @@ def run_ray(
         save_manifest(shards_dir, manifest_of(plan, sorted(results), saving))
         if on_done is not None:
             on_done(shard.n_scored)
+    if probe is not None:
+        _project_ray(plan, probe, results, pool, on_done)
+        saving.metadata["probe"] = probe.metadata()
+        save_manifest(shards_dir, manifest_of(plan, sorted(results), saving))
     return results, len(pending)
+
+
+def _map(pool: tuple[dict[str, Any], Path, int, bool], items: list[dict[str, Any]]) -> Any:
+    """The rows ``ShardWorker`` actors return for ``items``, as they finish."""
+    import ray
+    import ray.data
+
+    worker_args, shards_dir, workers, use_gpu = pool
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    dataset = ray.data.from_items(items)
+    resources = {"num_gpus": 1} if use_gpu else {"num_cpus": _cpus_per_worker(workers)}
+    mapped = dataset.map_batches(
+        ShardWorker,
+        fn_constructor_kwargs={**worker_args, "shards_dir": str(shards_dir)},
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        batch_size=1,
+        **resources,
+    )
+    return mapped.iter_rows()
+
+
+def _project_ray(
+    plan: ExtractionPlan,
+    probe: ProbeJob,
+    results: dict[str, dict[str, np.ndarray]],
+    pool: tuple[dict[str, Any], Path, int, bool],
+    on_done: Any,
+) -> None:
+    """The probe's directions from every shard's saved sums (plan order), then pass 2 on a
+    second actor pool; every shard's probe columns into ``results``."""
+    shards_dir = pool[1]
+    started = time.perf_counter()
+    for shard in plan.shards:
+        probe.add_saved(shards_dir, shard)
+    probe.finish_pass1(shards_dir)
+    pending = []
+    for shard in plan.shards:
+        columns = probe.read_projection(shards_dir, shard)
+        if columns is None:
+            pending.append(shard)
+            continue
+        probe.merge(results[shard.key], columns)
+        probe.reused += 1
+        if on_done is not None:
+            on_done(shard.n_scored)
+    items = [_item(plan, s, probe, shards_dir, "project") for s in pending]
+    by_key = {s.key: s for s in pending}
+    for row in _map(pool, items) if pending else []:
+        shard = by_key[str(row["key"])]
+        columns = probe.read_projection(shards_dir, shard)
+        if columns is None:
+            raise CaptureError(
+                f"a Ray worker reported the probe scores of shard {shard.key} but their file "
+                "is not whole."
+            )
+        probe.merge(results[shard.key], columns)
+        probe.computed += 1
+        if on_done is not None:
+            on_done(shard.n_scored)
+    probe.seconds = time.perf_counter() - started
 
 
 def _cpus_per_worker(workers: int) -> float:
@@ -258,12 +359,14 @@ def extract_with_ray(
     shard_windows: int | None = None,
     require_layer: int | None = None,
     allow_nonfinite: bool = False,
+    probe: str = DEFAULT_PROBE,
+    probe_folds: int = DEFAULT_FOLDS,
 ) -> Any:
     """The token table of ``text``, its shards computed by Ray actors (module docstring).
 
     ``require_layer``: a layer index the caller will analyse, checked against the
-    model before any actor starts. ``allow_nonfinite`` as in
-    :func:`lamina.capture.extract`.
+    model before any actor starts. ``allow_nonfinite``, ``probe`` and ``probe_folds`` as
+    in :func:`lamina.capture.extract`.
     """
 
     from lamina.capture.assemble import assemble_table
@@ -277,10 +380,13 @@ def extract_with_ray(
     job = _Job(
         model, text, driver, kwargs, device, dtype, windows, Path(shards_dir), allow_nonfinite
     )
+    job.probe = (probe, probe_folds)
     with ray_output_to(log_file) as terminal:
         done = _run_cluster(job, workers, address, site_template, shard_windows, progress, terminal)
     plan = done.plan
     counts = {"shards_computed": done.computed, "shards_reused": len(plan.shards) - done.computed}
+    if done.probe is not None:
+        counts["probe"] = done.probe.counts()
     metadata = {
         **done.saving.metadata,
         "model": done.saving.report or _saved_report(Path(shards_dir)),
@@ -321,6 +427,7 @@ class _Job:
     windows: WindowOptions
     shards_dir: Path
     allow_nonfinite: bool
+    probe: tuple[str, int] = (DEFAULT_PROBE, DEFAULT_FOLDS)
 
 
 @dataclasses.dataclass
@@ -333,6 +440,7 @@ class _Done:
     results: dict[str, dict[str, np.ndarray]]
     computed: int
     seconds: float
+    probe: ProbeJob | None = None
 
 
 def _run_cluster(
@@ -361,9 +469,10 @@ def _run_cluster(
         names = shard_columns_names(driver.sites.column_names())
         saving = Saving(job.shards_dir, base, names, _saved_report(job.shards_dir, required=False))
         bones = skeleton(plan, driver.tokenizer)
+        probe = prepare_probe(*job.probe, plan, driver.sites, _hidden(driver))
         started = time.perf_counter()
         bar = tqdm(
-            total=plan.n_scored,
+            total=plan.n_scored * (2 if probe is not None else 1),
             unit="tok",
             unit_scale=True,
             desc="extract (ray)",
@@ -383,17 +492,25 @@ def _run_cluster(
                     "window": plan.window,
                     "bos": windows.bos,
                     "allow_nonfinite": job.allow_nonfinite,
+                    "probe": dataclasses.asdict(probe.spec) if probe is not None else None,
                 },
                 saving=saving,
                 skeleton_columns=bones,
                 workers=workers,
                 use_gpu=use_gpu,
                 on_done=bar.update,
+                probe=probe,
             )
     finally:
         if started_ray:
             ray.shutdown()
-    return _Done(plan, bones, saving, results, computed, time.perf_counter() - started)
+    return _Done(plan, bones, saving, results, computed, time.perf_counter() - started, probe)
+
+
+def _hidden(driver: _Driver) -> int:
+    from lamina.sources.hfconfig import config_dims
+
+    return config_dims(driver.skeleton.config).hidden_size or 1
 
 
 def _driver_plan(

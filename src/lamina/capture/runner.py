@@ -13,7 +13,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from lamina.capture.shards import (
     write_shard,
 )
 from lamina.errors import ExtractionInterrupted
+
+if TYPE_CHECKING:
+    from lamina.capture.probe_run import ProbeJob
 
 
 @dataclasses.dataclass
@@ -112,6 +115,8 @@ def start_saving(
 
     saving.shards_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(saving.shards_dir, older_than=started)
+    if (saving.shards_dir / "probe").is_dir():
+        remove_stale_temporaries(saving.shards_dir / "probe", older_than=started)
     save_skeleton(saving.shards_dir, plan, skeleton_columns)
 
 
@@ -122,12 +127,19 @@ def run_local(
     saving: Saving | None = None,
     skeleton_columns: dict[str, np.ndarray] | None = None,
     on_reused: Callable[[int], None] | None = None,
+    probe: ProbeJob | None = None,
 ) -> tuple[dict[str, dict[str, np.ndarray]], RunCounts]:
-    """Every shard's columns, reused or computed (and saved with ``saving``)."""
+    """Every shard's columns, reused or computed (and saved with ``saving``).
+
+    With a ``probe`` (pass 1): a shard is reused only with its saved sums, and every
+    shard's sums are added to the probe's totals in plan order.
+    """
     started = time.time()
     names = shard_columns_names(computer.names)
     shards_dir = saving.shards_dir if saving is not None else None
     results = reuse_saved(plan, shards_dir, names)
+    if probe is not None:
+        probe.keep_reusable(results, shards_dir, plan)
     counts = RunCounts(shards_reused=len(results))
     if on_reused is not None:
         on_reused(sum(s.n_scored for s in plan.shards if s.key in results))
@@ -136,17 +148,31 @@ def run_local(
         save_manifest(saving.shards_dir, manifest_of(plan, sorted(results), saving))
     for shard in plan.shards:
         if shard.key in results:
+            if probe is not None:
+                probe.add_saved(shards_dir, shard)
             continue
         try:
             doc = plan.documents[shard.doc]
-            columns = computer.compute(doc.tokens, doc.local(shard.windows))
+            if probe is None:
+                columns = computer.compute(doc.tokens, doc.local(shard.windows))
+            else:
+                folds = probe.shard_folds[shard.key]
+                columns, sums = computer.compute_probed(
+                    doc.tokens, doc.local(shard.windows), folds, probe.keep_vectors
+                )
         except Interrupted:
             raise _interrupted(plan, results, shards_dir) from None
         results[shard.key] = columns
         _count(counts, shard)
         if saving is not None:
+            if probe is not None:
+                probe.save_sums(saving.shards_dir, shard, sums)
             write_shard(saving.shards_dir, shard.key, columns)
             save_manifest(saving.shards_dir, manifest_of(plan, sorted(results), saving))
+        if probe is not None:
+            probe.totals.add(sums)
+            if sums.kept is not None:
+                probe.kept[shard.key] = sums.kept
     return results, counts
 
 

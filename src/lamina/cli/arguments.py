@@ -154,6 +154,7 @@ def text_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_extraction_args(p: argparse.ArgumentParser) -> None:
     """Where and how the forward passes run: the engine, its shards, non-finite outputs."""
+    from lamina.capture.probe_spec import PROBE_CHOICES
     from lamina.pipeline.run_extraction import ENGINES, ExtractionOptions
 
     d = ExtractionOptions()
@@ -187,6 +188,23 @@ def add_extraction_args(p: argparse.ArgumentParser) -> None:
         help="keep tokens whose logits or norms are NaN or inf (marked in the table's nonfinite "
         "column and left out of the analysis) instead of stopping",
     )
+    g.add_argument(
+        "--probe",
+        choices=PROBE_CHOICES,
+        default=d.probe,
+        help="cross-fitted probe scores per site and layer (probe.SITE.LAYER columns): "
+        "diffmeans (difference of class means), lda (with a shrunk pooled covariance) or none; "
+        "auto: diffmeans for --windows middle, where its second pass costs seconds, none for "
+        f"all and stream, where it doubles the forward passes (default: {d.probe})",
+    )
+    g.add_argument(
+        "--probe-folds",
+        type=int,
+        default=d.probe_folds,
+        metavar="K",
+        help="contiguous folds of the probe: documents, else windows, else spans of tokens "
+        f"(default: {d.probe_folds})",
+    )
 
 
 def extraction_options(args: argparse.Namespace):
@@ -198,6 +216,8 @@ def extraction_options(args: argparse.Namespace):
         ray_address=args.ray_address,
         shard_windows=args.shard_windows,
         allow_nonfinite=args.allow_nonfinite,
+        probe=args.probe,
+        probe_folds=args.probe_folds,
     )
 
 

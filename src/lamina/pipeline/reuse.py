@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from lamina.capture.probe_spec import AUTO_PROBE_MODES, DEFAULT_FOLDS, PROBE_SITES
 from lamina.capture.windows import default_stride, default_window, middle_span
 from lamina.study.options import WindowOptions
 
@@ -17,10 +18,14 @@ def table_matches(
     windows: WindowOptions,
     site: str | Iterable[str],
     model_kwargs: Mapping[str, Any] | None = None,
+    probe: str | None = None,
+    probe_folds: int = DEFAULT_FOLDS,
 ) -> tuple[bool, str]:
     """Whether a table's metadata matches a run's model, text and windows; and why not.
 
     ``site`` is the site, or the sites, the run analyses: the table must have each.
+    ``probe`` (``--probe``; None: not checked): a run that asks for probe scores needs a
+    table with the same method and folds over every probed site it analyses.
     """
     model_kwargs = dict(model_kwargs or {})
     m = meta.get("model", {})
@@ -54,10 +59,36 @@ def table_matches(
                 f"it scored {meta.get('n_scored')} tokens where the middle windows score "
                 f"{expected} (a text shorter than the window is now scored whole)"
             )
-    for wanted in [site] if isinstance(site, str) else site:
+    sites = [site] if isinstance(site, str) else list(site)
+    for wanted in sites:
         if wanted not in meta.get("sites", []):
             return False, f"it has no {wanted!r} site"
+    if probe is not None:
+        matches, why = probe_matches(meta, probe, probe_folds, windows.mode, sites)
+        if not matches:
+            return False, why
     return True, "same model, text and windows"
+
+
+def probe_matches(
+    meta: Mapping[str, Any], probe: str, folds: int, mode: str, sites: Iterable[str]
+) -> tuple[bool, str]:
+    """Whether a table has the probe scores a run asks for (``auto`` resolved by ``mode``)."""
+    method = probe
+    if probe == "auto":
+        method = "diffmeans" if mode in AUTO_PROBE_MODES else "none"
+    probed = [s for s in sites if s in PROBE_SITES]
+    if method == "none" or not probed:
+        return True, ""
+    have = meta.get("probe")
+    if not isinstance(have, dict) or have.get("method") != method:
+        return False, f"it has no {method} probe scores"
+    if have.get("folds") != folds:
+        return False, f"its probe has {have.get('folds')} folds, not {folds}"
+    missing = [s for s in probed if s not in (have.get("sites") or [])]
+    if missing:
+        return False, f"it has no probe scores for {', '.join(missing)}"
+    return True, ""
 
 
 def _middle_scored(meta: Mapping[str, Any], window: int, max_tokens: int | None) -> int | None:

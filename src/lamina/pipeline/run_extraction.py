@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lamina.capture.probe_spec import DEFAULT_FOLDS, DEFAULT_PROBE, check_probe_options
 from lamina.errors import InputError
 from lamina.study.options import StudyOptions, WindowOptions, notebook_windows
 
@@ -35,7 +36,9 @@ class ExtractionOptions:
     actors for Ray; ``ray_address`` joins a running cluster (None starts a local
     one); ``shard_windows`` windows per saved shard (the unit of resuming);
     ``allow_nonfinite`` keeps tokens whose logits or norms are NaN or inf, marked,
-    instead of stopping.
+    instead of stopping; ``probe`` (``auto``, ``none``, ``diffmeans``, ``lda``) adds
+    cross-fitted probe scores over ``probe_folds`` contiguous folds (``auto``:
+    ``diffmeans`` for ``middle`` windows, else none; see docs/token-table.md).
     """
 
     engine: str = "local"
@@ -43,8 +46,11 @@ class ExtractionOptions:
     ray_address: str | None = None
     shard_windows: int = 8
     allow_nonfinite: bool = False
+    probe: str = DEFAULT_PROBE
+    probe_folds: int = DEFAULT_FOLDS
 
     def __post_init__(self) -> None:
+        check_probe_options(self.probe, self.probe_folds)
         if self.engine not in ENGINES:
             raise InputError(
                 f"--engine {self.engine!r} is unknown: use one of {', '.join(ENGINES)}."
@@ -127,6 +133,8 @@ def extract_table(
         shards_dir=shards_dir,
         shard_windows=extraction.shard_windows,
         allow_nonfinite=extraction.allow_nonfinite,
+        probe=extraction.probe,
+        probe_folds=extraction.probe_folds,
     )
     return Extracted(table, loaded_at - started, time.perf_counter() - loaded_at)
 
@@ -173,6 +181,8 @@ def _extract_ray(
         shard_windows=extraction.shard_windows,
         allow_nonfinite=extraction.allow_nonfinite,
         require_layer=options.layer if options is not None else None,
+        probe=extraction.probe,
+        probe_folds=extraction.probe_folds,
     )
     return Extracted(table, 0.0, time.perf_counter() - started)
 
