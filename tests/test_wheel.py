@@ -11,6 +11,7 @@ fails here as it would for a user.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import sysconfig
@@ -41,8 +42,10 @@ def _tracked_files() -> list[str]:
 
 
 def _run(argv: list, **kwargs) -> subprocess.CompletedProcess:
+    # the fresh environment sees only what it installed: no PYTHONPATH into a source tree
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
-        [str(a) for a in argv], capture_output=True, text=True, timeout=600, **kwargs
+        [str(a) for a in argv], capture_output=True, text=True, timeout=600, env=env, **kwargs
     )
     assert done.returncode == 0, f"{argv}\n{done.stdout}\n{done.stderr}"
     return done

@@ -101,7 +101,7 @@ def test_power_is_the_same_for_either_sign():
 def test_part8_keeps_alpha_and_covers_at_scale_where_fixed_scores_do_not():
     # 40,000 tokens, 30 layers of 32-dimensional vectors that carry nothing, serially dependent
     # labels and vectors (rho 0.5), cross-fitted over 5 folds of whole windows
-    n_tables = 16
+    n_tables = 10
     cell = run_probe_cell(n_tokens=N_TOKENS, n_layers=30, n_tables=n_tables, n_permutations=99)
     rates = cell["rates"]
     assert rates["probe_fwer"]["rate"] <= _bound(n_tables)

@@ -135,7 +135,7 @@ def _log_ticks(ax, low: float, high: float) -> None:
     bottom, top = low / 10 ** (0.05 * decades), high * 10 ** (0.05 * decades)
     ax.set_yscale("log")
     ax.set_ylim(bottom, top)
-    if top / bottom <= 5:
+    if 1.1 * decades <= np.log10(5):  # top / bottom <= 5
         # A narrow range: evenly spaced round values (a log locator would give 1 alone).
         ticks = MaxNLocator(nbins=7, steps=[1, 2, 2.5, 5, 10]).tick_values(bottom, top)
         ax.yaxis.set_major_locator(FixedLocator(ticks[(ticks >= bottom) & (ticks <= top)]))
