@@ -162,6 +162,39 @@ def test_a_run_stopped_in_either_pass_resumes_to_the_same_table(loaded, tmp_path
     assert table_metadata(resumed)["extraction"]["shards_computed"] == 1
 
 
+def test_ctrl_c_in_the_second_pass_stops_after_a_batch_and_resumes(
+    loaded, forward_pass_two, tmp_path, monkeypatch
+):
+    import os
+    import signal
+
+    from lamina.capture.compute import ShardComputer
+    from lamina.errors import ExtractionInterrupted
+
+    whole = _probe_extract(loaded, tmp_path / "whole")
+    n_shards = table_metadata(whole)["extraction"]["shards_computed"]
+    project = ShardComputer.project
+    calls: list[int] = []
+
+    def interrupted_in_the_second_shard(self, *args):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: stop after the current batch
+        return project(self, *args)
+
+    monkeypatch.setattr(ShardComputer, "project", interrupted_in_the_second_shard)
+    with pytest.raises(ExtractionInterrupted) as stopped:
+        _probe_extract(loaded, tmp_path / "stopped")
+    assert str(stopped.value) == (
+        f"interrupted in the probe's second pass, after 1 of {n_shards} shards; those are saved in "
+        f"{tmp_path / 'stopped'}; run the same command again to resume."
+    )
+    monkeypatch.setattr(ShardComputer, "project", project)
+    again = _probe_extract(loaded, tmp_path / "stopped")
+    assert _same_rows(again, whole)
+    assert table_metadata(again)["extraction"]["probe"]["shards_reused"] == 1
+
+
 def test_a_table_without_probes_is_unchanged(loaded):
     table = extract(loaded, tiny_study_text(2), windows="all", window=64, progress=False)
     none = extract(
