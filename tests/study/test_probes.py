@@ -166,3 +166,23 @@ def test_the_comparison_carries_part8_by_layer(probed):
     assert "probe_auroc" in profiles_csv(comparison).splitlines()[0]
     page = render_compare(comparison, b"\x89PNG")
     assert 'data-chart="compare_probes"' in page and 'id="probes"' in page
+
+
+def test_the_probes_frame_is_part8s_rows(probed):
+    pd = pytest.importorskip("pandas")
+    from lamina.errors import InputError
+
+    _, result, _ = probed
+    frame = result.to_pandas("probes")
+    rows = result.to_dict()["part8"]["layers"]
+    assert list(frame.columns) == ["site", "method", "correction", *rows[0]]
+    assert len(frame) == 4 and set(frame["site"]) == {"attn_out"}
+    for k, row in enumerate(rows):
+        for key in ("layer", "auroc", "auroc_ci_low", "pvalue_corrected", "logloss_gain"):
+            assert frame[key][k] == row[key], (k, key)
+        assert bool(frame["direction_not_norm"][k]) == row["direction_not_norm"]
+    assert isinstance(frame, pd.DataFrame)
+    correct, norms = separated_norms(300, 4, shift_layers=(1,))
+    without = analyze_table(token_table(correct, norms), StudyOptions(layer=1, permutations=49))
+    with pytest.raises(InputError, match=r"Part 8 did not run \(.*no probe scores for attn_out"):
+        without.to_pandas("probes")

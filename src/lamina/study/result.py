@@ -136,7 +136,9 @@ class StudyResult(Record):
         ``norm_acf_lag1`` ... ``norm_acf_lag5``), and the statistic's name and unit, the
         correction and the compat mode; ``"sites"``, one row per layer (per head for
         ``attn_head``) of every analysed site, with the run-wide corrections;
-        ``"controls"``, Part 7's rows; ``"tokens"``, one row per token of ``table`` (the
+        ``"controls"``, Part 7's rows; ``"probes"``, Part 8's rows (one per layer of the
+        probed site, with ``site``, ``method`` and ``correction``; the baselines are in
+        ``part8.baselines``); ``"tokens"``, one row per token of ``table`` (the
         token table the result was computed from, e.g. what ``lamina.extract`` returned).
         """
         from lamina.study.result_view import frame

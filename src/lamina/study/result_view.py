@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 #: The kinds of :meth:`StudyResult.to_pandas`.
-FRAME_KINDS = ("layers", "sites", "controls", "tokens")
+FRAME_KINDS = ("layers", "sites", "controls", "probes", "tokens")
 
 #: Lags of the log-norm's autocorrelation given their own column (as in ``layers.csv``).
 ACF_LAGS = 5
@@ -169,6 +169,15 @@ def frame(result: Any, kind: str = "layers", table: pa.Table | None = None) -> p
                 "controls frame: use 'layers'."
             )
         return pd.DataFrame([row.to_dict() for row in result.part7.layers])
+    if kind == "probes":
+        if result.part8 is None:
+            reason = result.part8_reason or "the table has no probe scores"
+            raise InputError(
+                f"Part 8 did not run ({reason.rstrip('.')}), so there is no probes frame."
+            )
+        p8 = result.part8
+        shared = {"site": p8.site, "method": p8.method, "correction": p8.correction}
+        return pd.DataFrame([{**shared, **row.to_dict()} for row in p8.layers])
     if kind == "sites":
         return pd.DataFrame(_site_rows(result))
     return pd.DataFrame(_layer_rows(result))
