@@ -39,6 +39,7 @@ from lamina.capture.probe_math import (
     sums_file_ok,
 )
 from lamina.capture.probe_spec import ProbeSpec, check_probe_memory, probe_bytes, resolve_probe
+from lamina.capture.shards import read_stamped
 from lamina.errors import InputError
 
 if TYPE_CHECKING:
@@ -266,17 +267,8 @@ def read_probe_shard(
     path: Path, stamp: str, n_rows: int, names: list[str]
 ) -> dict[str, np.ndarray] | None:
     """A projection shard's columns if its file is whole and is what ``stamp`` names."""
-    if not path.is_file():
-        return None
-    try:
-        table = pq.read_table(path)
-    except (pa.ArrowInvalid, OSError):
-        return None
-    if (
-        (table.schema.metadata or {}).get(PROBE_KEY) != stamp.encode()
-        or table.num_rows != n_rows
-        or any(name not in table.column_names for name in names)
-    ):
+    table = read_stamped(path, PROBE_KEY, stamp, n_rows, names)
+    if table is None:
         return None
     return {n: table.column(n).to_numpy(zero_copy_only=False) for n in names}
 

@@ -62,7 +62,14 @@ def write_shard(shards_dir: Path, key: str, columns: dict[str, np.ndarray]) -> P
 
 def read_shard(shards_dir: Path, key: str, n_rows: int, columns: Iterable[str]) -> pa.Table | None:
     """The shard's table if its file is whole and is what ``key`` names, else None."""
-    path = shard_path(shards_dir, key)
+    return read_stamped(shard_path(shards_dir, key), SHARD_KEY, key, n_rows, columns)
+
+
+def read_stamped(
+    path: Path, meta_key: bytes, stamp: str, n_rows: int, columns: Iterable[str]
+) -> pa.Table | None:
+    """``columns`` of the Parquet file at ``path`` if it is whole, has ``n_rows`` rows and its
+    metadata ``meta_key`` is ``stamp``; None otherwise (a shard to compute again)."""
     if not path.is_file():
         return None
     try:
@@ -71,7 +78,7 @@ def read_shard(shards_dir: Path, key: str, n_rows: int, columns: Iterable[str]) 
         return None
     wanted = list(columns)
     if (
-        (table.schema.metadata or {}).get(SHARD_KEY) != key.encode()
+        (table.schema.metadata or {}).get(meta_key) != stamp.encode()
         or table.num_rows != n_rows
         or any(name not in table.column_names for name in wanted)
     ):
