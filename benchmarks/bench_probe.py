@@ -15,7 +15,8 @@ to ``none`` are printed and every run goes to
 one ``middle`` window (``lamina run``'s default, where ``--probe auto`` probes). Nothing is
 asserted::
 
-    .venv/bin/python benchmarks/bench_probe.py --repeats 2            # whole book (~30 min)
+    .venv/bin/python benchmarks/bench_probe.py --repeats 3 --variants none,diffmeans \
+        --skip-middle --output bench_probe_book.json --save-table /tmp/book-probe.parquet
     .venv/bin/python benchmarks/bench_probe.py --max-tokens 8000
     .venv/bin/python benchmarks/bench_probe.py --quick
 """
@@ -71,12 +72,18 @@ print(json.dumps({{
     "rss_after_load_bytes": after_load,
     "peak_rss_bytes": peak_rss_bytes(),
     "batch_size": meta["extraction"]["batch_size"],
-}}))
+}}), flush=True)
+if {save!r}:  # after the figures: writing the table does not count in them
+    from lamina.table import write_table
+    write_table(table, {save!r})
 """
 
 
-def run_variant(args: argparse.Namespace, probe: str, windows: str, max_tokens: int | None):
+def run_variant(
+    args: argparse.Namespace, probe: str, windows: str, max_tokens: int | None, save: str = ""
+):
     code = _CHILD.format(
+        save=save,
         bench_dir=str(Path(__file__).resolve().parent),
         model=args.model,
         text=args.text,
@@ -100,7 +107,8 @@ def measure(args: argparse.Namespace, windows: str, max_tokens: int | None, vari
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for repeat in range(args.repeats):
         for probe in variants:
-            result = run_variant(args, probe, windows, max_tokens)
+            save = args.save_table if (repeat, probe, windows) == (0, "diffmeans", "all") else ""
+            result = run_variant(args, probe, windows, max_tokens, save or "")
             runs[probe].append(result)
             print(
                 f"  {windows} {probe:9s} #{repeat + 1}: {result['seconds']:.1f} s "
@@ -154,6 +162,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--skip-middle", action="store_true", help="skip the middle-window runs")
     p.add_argument("--quick", action="store_true", help="2,000 tokens, one repeat")
+    p.add_argument(
+        "--save-table",
+        default="",
+        help="write the first diffmeans whole-text table here (after its timing), for analysis",
+    )
+    p.add_argument("--output", default="", help="results file name (default bench_probe.json)")
     args = p.parse_args(argv)
     if args.quick:
         args.max_tokens, args.repeats = 2000, 1
@@ -172,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
         result["middle"] = measure(args, "middle", None, ["none", "diffmeans"])
         _print("--windows middle (the default run)", result["middle"])
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "bench_probe_quick.json" if args.quick else "bench_probe.json"
+    name = args.output or ("bench_probe_quick.json" if args.quick else "bench_probe.json")
     (RESULTS / name).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(f"\nwritten to {RESULTS / name}")
 

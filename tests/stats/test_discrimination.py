@@ -1,4 +1,4 @@
-"""Out-of-fold AUROC and log-loss gain: folds and fits recomputed with statsmodels and scipy."""
+"""Out-of-fold AUROC and log-loss gain: folds and penalised fits recomputed with scipy."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
-import statsmodels.api as sm
 
 from lamina.stats.discrimination import RIDGE, contiguous_folds, out_of_fold, placements
 from lamina.stats.regression import with_intercept
@@ -28,25 +27,27 @@ def _data(seed, n=600):
     return controls, x, labels
 
 
-def _ridge_logistic(design, y, ridge):
-    """The controls' fit of a fold: penalised maximum likelihood by scipy's L-BFGS."""
+def _ridge_logistic(design, y, ridge, offset=0.0):
+    """A fold's penalised logistic fit by scipy's L-BFGS: ``ridge`` (a number, or one per
+    column) times half the squared coefficient on every column but the intercept."""
     from scipy.optimize import minimize
     from scipy.special import log_expit
 
+    penalty = np.zeros(design.shape[1])
+    penalty[1:] = ridge
+
     def loss(beta):
-        eta = design @ beta
-        penalty = 0.5 * ridge * (beta[1:] ** 2).sum()
-        value = -(y * log_expit(eta) + (1 - y) * log_expit(-eta)).sum() + penalty
-        grad = design.T @ (scipy.special.expit(eta) - y)
-        grad[1:] += ridge * beta[1:]
-        return value, grad
+        eta = offset + design @ beta
+        value = -(y * log_expit(eta) + (1 - y) * log_expit(-eta)).sum()
+        grad = design.T @ (scipy.special.expit(eta) - y) + penalty * beta
+        return value + 0.5 * (penalty * beta**2).sum(), grad
 
     found = minimize(loss, np.zeros(design.shape[1]), jac=True, method="L-BFGS-B",
                      options={"gtol": 1e-12, "ftol": 1e-15, "maxiter": 10_000})  # fmt: skip
     return found.x
 
 
-def test_out_of_fold_scores_equal_a_direct_recomputation_with_statsmodels():
+def test_out_of_fold_scores_equal_a_direct_recomputation_with_scipy():
     controls, x, labels = _data(0)
     n = labels.size
     design = with_intercept(controls)
@@ -64,13 +65,10 @@ def test_out_of_fold_scores_equal_a_direct_recomputation_with_statsmodels():
         eta0[te] = design[te] @ base
         offset = design[tr] @ base
         for j in range(2):
-            fit = sm.GLM(
-                y[tr],
-                with_intercept(x[tr, j]),
-                family=sm.families.Binomial(),
-                offset=offset,
-            ).fit(tol=1e-13)
-            eta1[te, j] = eta0[te] + with_intercept(x[te, j]) @ fit.params
+            # the layer's slope carries the controls' ridge, scaled to r's mean square
+            penalty = RIDGE * np.mean(x[tr, j] ** 2)
+            params = _ridge_logistic(with_intercept(x[tr, j]), y[tr], penalty, offset)
+            eta1[te, j] = eta0[te] + with_intercept(x[te, j]) @ params
     assert result.auroc_controls == pytest.approx(_auroc(eta0, labels), abs=1e-6)
     loss = lambda eta: np.logaddexp(0, eta) - y * eta  # noqa: E731
     for j in range(2):
@@ -123,3 +121,30 @@ def test_a_control_that_runs_with_the_folds_does_not_wreck_the_held_out_fit():
     alone, with_ctx = found["signal"].auroc_controls, found["signal+ctx"].auroc_controls
     assert alone > 0.75
     assert with_ctx > alone - 0.03, (alone, with_ctx)
+
+
+def test_a_slope_that_would_run_off_stays_finite_out_of_fold():
+    """The controls separate the training tokens but for a few, and the layer's column
+    separates those few: unpenalised, b ran off and the held-out log-loss with it."""
+    from lamina.stats.discrimination import _offset_fits
+
+    rng = np.random.default_rng(2)
+    n = 300
+    labels = rng.random(n) < 0.5
+    offset = np.where(labels, 8.0, -8.0)
+    wrong = rng.choice(n, 6, replace=False)
+    offset[wrong] *= -1  # six tokens the controls get wrong ...
+    r = rng.normal(size=(n, 1))
+    r[wrong, 0] = np.where(labels[wrong], 5.0, -5.0)  # ... and the column separates them
+    a, b = _offset_fits(r, labels.astype(float), offset)
+    assert np.isfinite(b).all() and 0 < b[0] < 10, b
+    y = labels.astype(float)
+
+    # the same optimum by scipy
+    expected = _ridge_logistic(with_intercept(r[:, 0]), y, RIDGE * np.mean(r[:, 0] ** 2), offset)
+    assert [a[0], b[0]] == pytest.approx(expected, abs=1e-5)
+    folds = np.repeat(np.arange(5), n // 5)
+    blocks = make_blocks(shift_layout(None, n), 20)
+    result = out_of_fold(r, labels, with_intercept(offset / 8), blocks, n_bootstrap=20,
+                         folds=folds)  # fmt: skip
+    assert np.isfinite(result.logloss_gain).all() and abs(result.logloss_gain[0]) < 1
