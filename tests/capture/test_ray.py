@@ -1,5 +1,6 @@
-"""The Ray engine on a local cluster: the same table as the local engine, shards shared,
-a killed worker retried, a missing cluster refused in one sentence."""
+"""The Ray engine on a local cluster: the same table as the local engine (probe scores
+included: the workers' class sums merge on the driver), shards shared, a killed worker
+retried, a missing cluster refused in one sentence."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def _extraction(table) -> dict:
 @pytest.fixture(scope="module")
 def local(inputs):
     out = inputs / "local" / "tokens.parquet"
-    done = _run(_argv(inputs, out))
+    done = _run(_argv(inputs, out, "--probe", "diffmeans"))
     assert done.returncode == 0, done.stderr
     return pq.read_table(out)
 
@@ -64,10 +65,15 @@ def test_ray_with_two_workers_gives_the_local_table_and_shares_its_shards(inputs
     shards = out.with_name("tokens.parquet.shards")
     # half of the shards come from a local run in the same place: Ray must reuse them
     shards.mkdir(parents=True)
-    local_shards = shard_files(inputs / "local" / "tokens.parquet.shards")
+    # (with the probe's class sums of those shards: pass one on Ray adds the others' to them)
+    (shards / "probe").mkdir(parents=True)
+    local_dir = inputs / "local" / "tokens.parquet.shards"
+    local_shards = shard_files(local_dir)
     for f in local_shards[::2]:
         (shards / f.name).write_bytes(f.read_bytes())
-    done = _run(_argv(inputs, out, "--engine", "ray", "--workers", "2"))
+        for sums in (local_dir / "probe").glob(f"{f.stem}.moments1-*"):
+            (shards / "probe" / sums.name).write_bytes(sums.read_bytes())
+    done = _run(_argv(inputs, out, "--engine", "ray", "--workers", "2", "--probe", "diffmeans"))
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "core_worker" not in done.stderr
     table = pq.read_table(out)
@@ -75,6 +81,10 @@ def test_ray_with_two_workers_gives_the_local_table_and_shares_its_shards(inputs
     assert counts["engine"] == "ray" and counts["workers"] == 2
     assert counts["shards_reused"] == len(local_shards[::2])
     assert counts["shards_computed"] == len(local_shards) - len(local_shards[::2])
+    assert counts["probe"]["shards_computed"] == len(local_shards)  # the second pass, on Ray
+    meta = json.loads(table.schema.metadata[b"lamina"])["probe"]
+    assert meta == json.loads(local.schema.metadata[b"lamina"])["probe"]
+    assert any(name.startswith("probe.") for name in table.column_names)
     assert _same_rows(table, local)
 
 
@@ -102,7 +112,8 @@ def test_a_killed_worker_is_retried_and_the_table_is_complete(inputs, local):
     watcher.join()
     assert killed, "no Ray worker process was found to kill"
     assert done.returncode == 0, done.stderr
-    assert _same_rows(pq.read_table(out), local)
+    probed = [n for n in local.column_names if n == "fold" or n.startswith("probe.")]
+    assert _same_rows(pq.read_table(out), local.drop_columns(probed))
 
 
 def test_joining_an_address_without_a_cluster_is_one_sentence(inputs, tmp_path):
