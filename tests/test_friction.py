@@ -293,25 +293,6 @@ def test_the_gguf_loader_bar_is_restored_after_the_block():
     assert loader.tqdm is before
 
 
-@pytest.mark.slow
-def test_no_progress_shows_no_bar_while_the_embedded_cache_is_built(tmp_path):
-    """The embedded model dequantised into an empty cache by `lamina info --no-progress`."""
-    (tmp_path / "t.txt").write_text("Alice was beginning to get very tired.", encoding="utf-8")
-    env = {**os.environ, "LAMINA_CACHE": str(tmp_path / "cache")}
-    done = subprocess.run(
-        [sys.executable, "-m", "lamina", "info", "--text", "t.txt", "--no-progress"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("model         smollm2-135m (embedded")
-    assert "%|" not in done.stderr and "it/s" not in done.stderr, done.stderr
-    assert list((tmp_path / "cache" / "models").iterdir())  # the cache was built here
-
-
 # ----------------------------------------------------------------- 4. a short text
 
 

@@ -206,14 +206,22 @@ def test_embedded_default_loads_and_predicts_alice_better_than_chance(embedded, 
 
 
 @pytest.mark.slow
-def test_embedded_cache_matches_direct_gguf_dequantisation(embedded):
-    """The cached safetensors give exactly the logits of transformers' own GGUF loading."""
+def test_embedded_cache_matches_direct_gguf_dequantisation(embedded, capfd):
+    """The cached safetensors give exactly the logits of transformers' own GGUF loading; and
+    that loading, inside ``progress_bars(False, gguf=True)`` as lamina builds its cache with
+    ``--no-progress``, prints no bar (transformers' GGUF loader calls tqdm directly)."""
     from transformers import AutoModelForCausalLM
 
+    from lamina.sources._hf import progress_bars
+
     gguf = gguf_module.embedded_gguf_path("smollm2-135m")
-    direct = AutoModelForCausalLM.from_pretrained(
-        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
-    ).eval()
+    capfd.readouterr()
+    with progress_bars(False, gguf=True):
+        direct = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+        ).eval()
+    err = capfd.readouterr().err
+    assert "%|" not in err and "it/s" not in err, err
     ids = embedded.tokenizer("Alice was beginning to get very tired", return_tensors="pt")
     with torch.no_grad():
         cached_logits = embedded.model(ids["input_ids"]).logits
