@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_source_commands(command)
     _add_study_commands(command)
+    _add_precision_command(command)
     return parser
 
 
@@ -170,6 +171,39 @@ def _add_study_commands(command) -> None:
         action="store_true",
         help="re-analyse runs whose analysis settings differ from the first run's, from their "
         "token tables, with the first run's settings (otherwise incomparable runs are refused)",
+    )
+    add_progress_arg(p)
+
+
+def _add_precision_command(command) -> None:
+    """precision: the study in float32 and in half precision side by side."""
+    from lamina.cli import commands
+    from lamina.cli.arguments import (
+        add_analysis_args,
+        add_extraction_args,
+        add_model_args,
+        add_progress_arg,
+        add_text_args,
+        add_window_args,
+    )
+
+    p = command(
+        "precision",
+        commands.cmd_precision,
+        "the study in float32 and in half precision (--dtype, default bfloat16) side by side: "
+        "labels, log-norms and verdicts; --dtype auto on a cpu then trusts it for this model",
+    )
+    add_model_args(p)
+    add_text_args(p)
+    add_window_args(p, default="middle")
+    add_extraction_args(p)
+    add_analysis_args(p)
+    p.add_argument(
+        "--out",
+        default="lamina-precision",
+        metavar="DIR",
+        help="output directory: DIR/float32, DIR/bfloat16 (complete runs) and DIR/precision.json "
+        "(default: lamina-precision)",
     )
     add_progress_arg(p)
 

@@ -172,6 +172,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_precision(args: argparse.Namespace) -> int:
+    from lamina.errors import InputError
+    from lamina.pipeline.precision import check_precision, format_agreement
+
+    dtype = "bfloat16" if args.dtype == "auto" else args.dtype
+    if dtype == "float32":
+        raise InputError(
+            "lamina precision compares float32 with a half precision: give --dtype bfloat16 "
+            "or float16."
+        )
+    kwargs = {k: v for k, v in model_kwargs(args).items() if k != "dtype"}
+    check = check_precision(
+        args.model,
+        args.text,
+        args.out,
+        dtype=dtype,
+        model_kwargs=kwargs,
+        log=lambda line: print(line, file=sys.stderr),
+        options=study_options(args),
+        windows=window_options(args),
+        extraction=extraction_options(args),
+        progress=_progress(args),
+        command_line=args.command_line,
+        keep_boilerplate=args.keep_boilerplate,
+        text_field=args.text_field,
+        skip_bad_docs=args.skip_bad_docs,
+        max_text_bytes=args.max_text_bytes,
+    )
+    print(format_agreement(check.agreement))
+    print(f"written to {check.path}")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from lamina.pipeline.compare_runs import compare_runs
 

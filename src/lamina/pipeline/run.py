@@ -165,11 +165,10 @@ def run_study(
     windows = windows or WindowOptions()
     extraction = extraction or ExtractionOptions()
     check_windows(options, windows)
-    model, model_kwargs = _model_of_run(model, tokenizer, model_kwargs, extraction)
+    model, model_kwargs = _model_of_run(model, tokenizer, model_kwargs, extraction, options)
     out_dir = Path(out)
     check_out_dir(out_dir)
-    if options.notebook:
-        keep_boilerplate = True
+    keep_boilerplate = keep_boilerplate or options.notebook
 
     warming = prewarm()
     corpus = load_corpus(
@@ -208,9 +207,11 @@ def _model_of_run(
     tokenizer: Any,
     model_kwargs: Mapping[str, Any] | None,
     extraction: ExtractionOptions,
+    options: StudyOptions,
 ) -> tuple[str | LoadedModel, dict[str, Any]]:
     """The run's model spec (default the embedded model), or its model object wrapped
-    (then no model_kwargs are left)."""
+    (then no model_kwargs are left). The notebook mode runs a spec in float32 unless
+    asked otherwise: the reference study did, and ``auto`` may mean bfloat16 on a CPU."""
     from lamina.sources import DEFAULT_MODEL, load_model
 
     model_kwargs = dict(model_kwargs or {})
@@ -221,6 +222,8 @@ def _model_of_run(
             raise InputError(
                 f"tokenizer= goes with a model object; the model {model!r} brings its own: drop it."
             )
+        if options.notebook and model_kwargs.get("dtype", "auto") == "auto":
+            model_kwargs["dtype"] = "float32"
         return model, model_kwargs
     if extraction.engine != "local":
         raise InputError(

@@ -20,14 +20,13 @@ def format_summary(results: Mapping[str, Any], report_path: str | None = None) -
     params = results["parameters"]
     statistic = params["statistic_computed"]
     divergence = is_divergence(statistic)
-    lines = []
-    if results.get("compat_note"):
-        lines.append(f"NOTE: {results['compat_note']}.")
+    lines = [f"NOTE: {results['compat_note']}."] if results.get("compat_note") else []
     model = p1["model"]
     windows = p1["windows"]
     lines.append(
-        f"model  {model.get('name') or model.get('spec')} ({model.get('fingerprint')}); "
-        f"text {p1['text'].get('spec')} (sha256 {str(p1['text'].get('sha256'))[:12]}…)"
+        f"model  {model.get('name') or model.get('spec')} ({model.get('fingerprint')}; "
+        f"{model.get('dtype')} on {model.get('device')}); text {p1['text'].get('spec')} "
+        f"(sha256 {str(p1['text'].get('sha256'))[:12]}…)"
     )
     lines.append(
         f"tokens {p1['n_tokens_scored']:,} scored in {p1['n_windows']} window(s) "
@@ -301,13 +300,15 @@ def layers_csv(results: Mapping[str, Any]) -> str:
     """``layers.csv``: one row per layer of every site (per head of ``attn_head``).
 
     Floats are shortest round-trip decimals. The statistic's name, unit,
-    correction and compat mode are repeated on every row so the file stands
+    correction, compat mode and the model's dtype are repeated on every row so the file stands
     alone; then the site columns, the serial columns (every row) and last
     Part 6's cluster p and Part 7's columns (the primary site's layers). Without
     a ``sites`` section (results written before it existed) the rows are Part 6's.
     """
     p6 = results["part6"]
-    columns = [*LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat"]
+    columns = [
+        *LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat", "dtype"
+    ]  # fmt: skip
     p7_rows = {r["layer"]: r for r in (results.get("part7") or {}).get("layers", [])}
     p6_rows = {r["layer"]: r for r in p6["layers"]}
     p8_rows = {r["layer"]: r for r in (results.get("part8") or {}).get("layers", [])}
@@ -335,6 +336,7 @@ def layers_csv(results: Mapping[str, Any]) -> str:
             p6["statistic_unit"],
             p6["correction"],
             results.get("compat", "none"),
+            str((results["part1"].get("model") or {}).get("dtype") or ""),
             site,
             csv_cell(row["head"]),
         ]

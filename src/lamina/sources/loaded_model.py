@@ -56,7 +56,8 @@ class ModelReport:
     as an object, ``sha256-tensors:<hex>`` (:func:`tensors_fingerprint`).
     ``context_length`` is the model's maximum number of positions (0 when the config
     sets none). ``n_params`` counts tied parameters once. ``config_sha256`` (a model
-    passed in as an object only) is the sha256 of its config's JSON.
+    passed in as an object only) is the sha256 of its config's JSON. ``dtype_reason``:
+    why ``--dtype auto`` chose the dtype on a CPU (:mod:`lamina.sources.cpu_precision`).
     """
 
     spec: str
@@ -73,9 +74,13 @@ class ModelReport:
     revision: str | None
     fingerprint: str
     config_sha256: str | None = None
+    dtype_reason: str | None = None  # why ``--dtype auto`` chose ``dtype`` on a CPU
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["dtype_reason"] is None:
+            del out["dtype_reason"]  # tables written before it existed compare equal
+        return out
 
     def format(self) -> str:
         """A multi-line human summary."""

@@ -19,6 +19,7 @@ passed to ``transformers`` only when asked.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -104,7 +105,8 @@ def load_model(
         tokenizer: the tokenizer of a model object (a spec brings its own).
         device: ``auto`` (cuda, then mps, then cpu; a model object stays where it is),
             ``cpu``, ``cuda``, ``cuda:N``, ``mps`` (a model object is moved in place).
-        dtype: ``auto`` (bfloat16 on cuda, float32 elsewhere; a model object keeps its
+        dtype: ``auto`` (bfloat16 on cuda; on a CPU float32, or bfloat16 where
+            :mod:`lamina.sources.cpu_precision` allows it; a model object keeps its
             own), ``float32``, ``float16``, ``bfloat16`` (a model object is cast in place).
         revision: hub branch, tag or commit (hub ids only).
         trust_remote_code: run the repository's own modelling code (off by default).
@@ -132,7 +134,10 @@ def load_model(
             allow_pickle=allow_pickle,
             progress=progress,
         )
-        return _load_folder(
+        reason = None
+        if dtype == "auto" and torch_device.type == "cpu":
+            torch_dtype, reason = _auto_cpu_dtype(resolved)
+        loaded = _load_folder(
             resolved.folder,
             spec=spec,
             name=resolved.name,
@@ -144,6 +149,21 @@ def load_model(
             trust_remote_code=resolved.trust_remote_code,
             allow_pickle=resolved.allow_pickle,
         )
+    if reason is not None:
+        loaded.report = dataclasses.replace(loaded.report, dtype_reason=reason)
+    return loaded
+
+
+def _auto_cpu_dtype(resolved: ResolvedModel) -> tuple[torch.dtype, str]:
+    """``--dtype auto`` on a CPU: bfloat16 only where :mod:`~lamina.sources.cpu_precision`
+    says so (native instructions, measured faster, the study checked for these weights)."""
+    import torch
+
+    from lamina.sources.cpu_precision import auto_cpu_dtype, native_flags
+
+    fingerprint = model_fingerprint(resolved) if native_flags() else None
+    name, reason = auto_cpu_dtype(fingerprint)
+    return getattr(torch, name), reason
 
 
 def _passed_in(
