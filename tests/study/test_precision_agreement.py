@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from lamina.errors import InputError
 from lamina.study import StudyOptions, analyze_table
 from lamina.study.precision_agreement import (
-    MAX_NOISE_RATIO,
+    MAX_SHIFT_SE,
     MIN_LABEL_AGREEMENT,
     precision_agreement,
 )
@@ -52,14 +53,20 @@ def test_small_rounding_agrees_and_every_number_is_recomputed(pair):
     for j, row in enumerate(rows):
         assert row["median_abs_diff"] == pytest.approx(np.median(diff[:, j]), rel=1e-12)
         assert row["q95_abs_diff"] == pytest.approx(np.quantile(diff[:, j], 0.95), rel=1e-12)
-        gap = abs(log_ref[correct, j].mean() - log_ref[~correct, j].mean())
+        ok, bad = log_ref[correct, j], log_ref[~correct, j]
+        gap = ok.mean() - bad.mean()
         assert row["class_difference"] == pytest.approx(gap, rel=1e-12)
+        log_half = np.log(noisy[:, j].astype(np.float32).astype(np.float64))
+        moved = abs(log_half[correct].mean() - log_half[~correct].mean() - gap)
+        se = scipy.stats.ttest_ind(ok, bad, equal_var=False)
+        assert row["shift_se"] == pytest.approx(moved / (gap / se.statistic), rel=1e-9)
+        assert row["shift_se"] < MAX_SHIFT_SE  # independent rounding averages out
     assert agreement["verdicts"]["part6"] == {"reference": [1, 3], "other": [1, 3], "same": True}
     assert agreement["verdicts"]["part7"] is None and agreement["verdicts"]["part8"] is None
-    assert agreement["holds"] and agreement["noisy_layers"] == []
+    assert agreement["holds"] and agreement["moved_layers"] == []
 
 
-def test_flipped_labels_or_noise_as_large_as_the_effect_break_it(pair):
+def test_flipped_labels_or_rounding_that_follows_the_labels_break_it(pair):
     correct, norms, noisy = pair
     ref = _table(correct, norms, "float32")
     result = analyze_table(ref, OPTIONS)
@@ -69,17 +76,15 @@ def test_flipped_labels_or_noise_as_large_as_the_effect_break_it(pair):
     half = _table(flipped, noisy, "bfloat16")
     agreement = precision_agreement(ref, half, result, analyze_table(half, OPTIONS))
     assert agreement["labels_differing"] == n_flip and not agreement["holds"]
-    # noise of the size of the class difference at the significant layers
-    rng = np.random.default_rng(1)
-    loud = norms * np.exp(rng.normal(0, 0.5, norms.shape))
-    half = _table(correct, loud, "bfloat16")
+    # rounding that is not independent of correctness: correct tokens' norms 2% larger at
+    # layer 2 (no effect in float32), which moves that layer's class difference by many SEs
+    biased = noisy.copy()
+    biased[correct, 2] *= 1.02
+    half = _table(correct, biased, "bfloat16")
     agreement = precision_agreement(ref, half, result, analyze_table(half, OPTIONS))
-    assert set(agreement["noisy_layers"]) == {1, 3} and not agreement["holds"]
-    assert all(
-        r["noise_ratio"] > MAX_NOISE_RATIO
-        for r in agreement["sites"][0]["layers"]
-        if r["layer"] in (1, 3)
-    )
+    assert agreement["moved_layers"] == [2] and not agreement["holds"]
+    row = agreement["sites"][0]["layers"][2]
+    assert row["shift_se"] > 1 and row["class_difference_other"] > row["class_difference"]
 
 
 def test_tables_of_other_tokens_are_refused(pair):

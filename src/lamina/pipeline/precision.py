@@ -105,11 +105,13 @@ def format_agreement(agreement: Mapping[str, Any]) -> str:
     for site in agreement["sites"]:
         rows = site["layers"]
         medians = [r["median_abs_diff"] for r in rows if r["median_abs_diff"] is not None]
-        gaps = [r["class_difference"] for r in rows if r["class_difference"] is not None]
-        if medians and gaps:
+        shifts = [r["shift_se"] for r in rows if r["shift_se"] is not None]
+        if medians and shifts:
+            worst = max(rows, key=lambda r: r["shift_se"] or 0)
             lines.append(
                 f"  {site['site']:<16} median |Δ ln-norm| {min(medians):.4f}-{max(medians):.4f} "
-                f"per layer; class differences {min(gaps):.4f}-{max(gaps):.4f}"
+                f"per layer; class differences move by up to {worst['shift_se']:.2f} SE "
+                f"(layer {worst['layer']})"
             )
     for part, verdict in agreement["verdicts"].items():
         if verdict is None:

@@ -6,10 +6,12 @@ predictions that agree, per site and layer the distribution of the differences o
 log-norms set against the correct-vs-incorrect difference the study measures, and whether
 Parts 6-8 reach the same verdicts (``docs/statistics.md``, "Half precision").
 
-The agreement **holds** when at least ``MIN_LABEL_AGREEMENT`` of the labels agree, the
-median |difference| of the log-norms is at most ``MAX_NOISE_RATIO`` of the float32 class
-difference at every layer of the primary site where Part 6 finds that difference, and Parts
-6, 7 and 8 (those that ran) find the same layers with the same verdicts.
+The agreement **holds** when at least ``MIN_LABEL_AGREEMENT`` of the labels agree, at every
+layer of the primary site the class difference of mean log-norms (each precision with its
+own labels) moves by at most ``MAX_SHIFT_SE`` of its float32 standard error, and Parts 6, 7
+and 8 (those that ran) find the same layers with the same verdicts. (The tokens' own
+differences are reported but not judged: rounding noise that is independent of correctness
+averages out of the class means, which are what the study compares.)
 """
 
 from __future__ import annotations
@@ -26,15 +28,15 @@ if TYPE_CHECKING:
 
 #: Labels (``correct``) that must agree for the agreement to hold.
 MIN_LABEL_AGREEMENT = 0.98
-#: The largest median |difference of log-norms| allowed, as a share of the float32 class
-#: difference, at a layer where Part 6 finds one.
-MAX_NOISE_RATIO = 0.25
+#: The largest move of a layer's class difference (mean ln-norm of correct minus incorrect
+#: tokens) between the precisions, in standard errors of the float32 difference.
+MAX_SHIFT_SE = 0.25
 
 RULE = (
     f"at least {MIN_LABEL_AGREEMENT:.0%} of the labels agree; at every layer of the primary "
-    f"site where Part 6 finds a difference, the median |difference of ln-norms| between the "
-    f"precisions is at most {MAX_NOISE_RATIO:.0%} of the float32 class difference; and Parts "
-    "6, 7 and 8 (those that ran) find the same layers with the same verdicts"
+    f"site the class difference of mean ln-norms moves by at most {MAX_SHIFT_SE} of its "
+    "float32 standard error; and Parts 6, 7 and 8 (those that ran) find the same layers with "
+    "the same verdicts"
 )
 
 
@@ -59,17 +61,16 @@ def precision_agreement(
     ]
     verdicts = _verdicts(ref_result, other_result)
     primary = ref_result.part6.site
-    significant = set(ref_result.part6.significant_layers)
-    noisy = [
+    moved = [
         row["layer"]
         for entry in sites
         if entry["site"] == primary
         for row in entry["layers"]
-        if row["layer"] in significant and not row["noise_ratio"] <= MAX_NOISE_RATIO
+        if row["shift_se"] is not None and row["shift_se"] > MAX_SHIFT_SE
     ]
     holds = (
         label_agreement >= MIN_LABEL_AGREEMENT
-        and not noisy
+        and not moved
         and all(v["same"] for v in verdicts.values() if v is not None)
     )
     return {
@@ -85,7 +86,7 @@ def precision_agreement(
         },
         "sites": sites,
         "verdicts": verdicts,
-        "noisy_layers": noisy,
+        "moved_layers": moved,
         "holds": bool(holds),
         "rule": RULE,
     }
@@ -108,34 +109,45 @@ def _require_same_rows(a: pa.Table, b: pa.Table) -> None:
 
 
 def _site_rows(ref: pa.Table, other: pa.Table, site: str, correct: np.ndarray) -> dict:
-    """Per layer: the median and 95th percentile of |ln-norm difference|, the float32 class
-    difference and their ratio."""
+    """Per layer: the median and 95th percentile of the tokens' |ln-norm difference|, and the
+    study's own number, the class difference of mean ln-norms, in each precision: how far it
+    moved, in standard errors of the float32 one (each precision with its own labels)."""
     with np.errstate(divide="ignore"):
         a = np.log(layer_matrix(ref, site).astype(np.float64))
         b = np.log(layer_matrix(other, site).astype(np.float64))
-    layers = [
+    other_correct = other.column("correct").to_numpy(zero_copy_only=False)
+    layers = sorted(
         int(name.rsplit(".", 1)[1])
         for name in ref.column_names
         if name.startswith(f"{site}.") and name.count(".") == 1
-    ]
+    )
     rows = []
-    for j, layer in enumerate(sorted(layers)):
+    for j, layer in enumerate(layers):
         finite = np.isfinite(a[:, j]) & np.isfinite(b[:, j])
         diff = np.abs(a[finite, j] - b[finite, j])
-        ok = finite & correct
-        bad = finite & ~correct
-        gap = abs(float(a[ok, j].mean() - a[bad, j].mean())) if ok.any() and bad.any() else None
-        median = float(np.median(diff)) if diff.size else None
+        gap, se = _class_difference(a[finite, j], correct[finite])
+        gap_other, _ = _class_difference(b[finite, j], other_correct[finite])
+        shift = None if gap is None or gap_other is None else abs(gap_other - gap)
         rows.append(
             {
                 "layer": layer,
-                "median_abs_diff": median,
+                "median_abs_diff": float(np.median(diff)) if diff.size else None,
                 "q95_abs_diff": float(np.quantile(diff, 0.95)) if diff.size else None,
                 "class_difference": gap,
-                "noise_ratio": (median / gap) if gap and median is not None else None,
+                "class_difference_other": gap_other,
+                "shift_se": (shift / se) if shift is not None and se else None,
             }
         )
     return {"site": site, "layers": rows}
+
+
+def _class_difference(x: np.ndarray, labels: np.ndarray) -> tuple[float | None, float | None]:
+    """Mean of ``x`` over correct minus over incorrect tokens, and its (Welch) standard error."""
+    ok, bad = x[labels], x[~labels]
+    if ok.size < 2 or bad.size < 2:
+        return None, None
+    se = float(np.sqrt(ok.var(ddof=1) / ok.size + bad.var(ddof=1) / bad.size))
+    return float(ok.mean() - bad.mean()), se
 
 
 def _verdicts(ref: Any, other: Any) -> dict[str, dict | None]:
