@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from markupsafe import escape
 
 from lamina.cli import main
 from lamina.sources import cpu_precision as cp
@@ -42,7 +43,9 @@ def test_both_runs_and_their_agreement(checked, capsys):
         assert meta["model"]["dtype"] == name
         results = json.loads((out / name / "results.json").read_text())
         assert results["part1"]["model"]["dtype"] == name
-        assert f",{name}," in (out / name / "layers.csv").read_text().splitlines()[1]
+        assert (out / name / "layers.csv").read_text().splitlines()[1].endswith(f",{name}")
+        if name == "float32":  # an explicit dtype: no reason to give
+            assert "dtype_reason" not in results["part1"]["model"]
     parameters = json.loads((out / "float32" / "results.json").read_text())["parameters"]
     options = StudyOptions(layer=parameters["layer"], permutations=99, diagnostic_permutations=19)
     again = precision_agreement(
@@ -67,6 +70,16 @@ def test_auto_on_a_cpu_follows_the_recorded_agreement(checked, monkeypatch):
     assert loaded.report.dtype == expected
     assert loaded.report.dtype_reason.startswith(f"auto: {expected}")
     assert next(loaded.model.parameters()).dtype.__repr__() == f"torch.{expected}"
+    # a run records the dtype auto chose and why, in results.json and the report
+    out = checked / "auto-run"
+    assert main([
+        "run", "--model", str(checked / "model"), "--text", str(checked / "text.txt"),
+        "--window", "64", "--layer", "1", "--permutations", "19", "--diagnostic-permutations",
+        "19", "--device", "cpu", "--out", str(out), "--no-progress",
+    ]) == 0  # fmt: skip
+    model = json.loads((out / "results.json").read_text())["part1"]["model"]
+    assert model["dtype"] == expected and model["dtype_reason"] == loaded.report.dtype_reason
+    assert str(escape(model["dtype_reason"])) in (out / "report.html").read_text()  # as jinja
     # an explicit dtype is what was asked, with no reason
     plain = load_model(str(checked / "model"), device="cpu", dtype="float32", progress=False)
     assert plain.report.dtype == "float32" and "dtype_reason" not in plain.report.to_dict()

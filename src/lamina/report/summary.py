@@ -306,9 +306,7 @@ def layers_csv(results: Mapping[str, Any]) -> str:
     a ``sites`` section (results written before it existed) the rows are Part 6's.
     """
     p6 = results["part6"]
-    columns = [
-        *LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat", "dtype"
-    ]  # fmt: skip
+    columns = [*LAYER_COLUMNS, "statistic_name", "statistic_unit", "correction", "compat"]
     p7_rows = {r["layer"]: r for r in (results.get("part7") or {}).get("layers", [])}
     p6_rows = {r["layer"]: r for r in p6["layers"]}
     p8_rows = {r["layer"]: r for r in (results.get("part8") or {}).get("layers", [])}
@@ -320,6 +318,7 @@ def layers_csv(results: Mapping[str, Any]) -> str:
                 *SERIAL_COLUMNS,
                 *(name for name, _ in PART7_COLUMNS),
                 *(name for name, _ in PART8_COLUMNS),
+                "dtype",  # last: the columns of before keep their places
             ]
         )
     ]
@@ -336,7 +335,6 @@ def layers_csv(results: Mapping[str, Any]) -> str:
             p6["statistic_unit"],
             p6["correction"],
             results.get("compat", "none"),
-            str((results["part1"].get("model") or {}).get("dtype") or ""),
             site,
             csv_cell(row["head"]),
         ]
@@ -359,6 +357,7 @@ def layers_csv(results: Mapping[str, Any]) -> str:
         ]
         probe = p8_rows.get(row["layer"], {}) if primary else {}
         cells += [csv_cell(probe.get(key)) for _, key in PART8_COLUMNS]
+        cells.append(str((results["part1"].get("model") or {}).get("dtype") or ""))
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"
 

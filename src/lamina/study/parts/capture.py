@@ -48,7 +48,11 @@ def capture_summary(
         table.column("text_pos").to_numpy() if "text_pos" in table.column_names else np.zeros(0)
     )
     return Capture(
-        model={k: model.get(k) for k in MODEL_FIELDS},
+        model={
+            **{k: model.get(k) for k in MODEL_FIELDS},
+            # why --dtype auto chose the dtype on a CPU, where it did
+            **({"dtype_reason": model["dtype_reason"]} if model.get("dtype_reason") else {}),
+        },
         text={k: text.get(k) for k in TEXT_FIELDS},
         site=site,
         site_module=(meta.get("site_modules") or {}).get(site),
