@@ -99,14 +99,7 @@ def _add_source_commands(command) -> None:
 def _add_study_commands(command) -> None:
     """run, analyze and report: the study and its outputs."""
     from lamina.cli import commands
-    from lamina.cli.arguments import (
-        add_analysis_args,
-        add_extraction_args,
-        add_model_args,
-        add_progress_arg,
-        add_text_args,
-        add_window_args,
-    )
+    from lamina.cli.arguments import add_analysis_args, add_progress_arg, add_study_args
 
     p = command(
         "run",
@@ -114,11 +107,7 @@ def _add_study_commands(command) -> None:
         "the whole study: extract (or re-use DIR/tokens.parquet), analyse, write "
         "results, figures and the report",
     )
-    add_model_args(p, many=True)
-    add_text_args(p)
-    add_window_args(p, default="middle")
-    add_extraction_args(p)
-    add_analysis_args(p)
+    add_study_args(p, many=True)
     p.add_argument(
         "--out",
         default="lamina-out",
@@ -178,14 +167,7 @@ def _add_study_commands(command) -> None:
 def _add_precision_command(command) -> None:
     """precision: the study in float32 and in half precision side by side."""
     from lamina.cli import commands
-    from lamina.cli.arguments import (
-        add_analysis_args,
-        add_extraction_args,
-        add_model_args,
-        add_progress_arg,
-        add_text_args,
-        add_window_args,
-    )
+    from lamina.cli.arguments import add_progress_arg, add_study_args
 
     p = command(
         "precision",
@@ -193,11 +175,7 @@ def _add_precision_command(command) -> None:
         "the study in float32 and in half precision (--dtype, default bfloat16) side by side: "
         "labels, log-norms and verdicts; --dtype auto on a cpu then trusts it for this model",
     )
-    add_model_args(p)
-    add_text_args(p)
-    add_window_args(p, default="middle")
-    add_extraction_args(p)
-    add_analysis_args(p)
+    add_study_args(p)
     p.add_argument(
         "--out",
         default="lamina-precision",

@@ -508,3 +508,13 @@ def study_options(args: argparse.Namespace) -> StudyOptions:
         min_effect=args.min_effect,
         exclude=args.exclude,
     )
+
+
+def add_study_args(p: argparse.ArgumentParser, *, many: bool = False) -> None:
+    """What a whole study takes (``run``, ``precision``): model, text, windows, extraction
+    and analysis options."""
+    add_model_args(p, many=many)
+    add_text_args(p)
+    add_window_args(p, default="middle")
+    add_extraction_args(p)
+    add_analysis_args(p)
