@@ -406,3 +406,23 @@ def test_summary_prints_the_windows_notes():
         "        note: b (90 tokens) too.",
     ]
     assert lines[4].startswith("Part 2 ")
+
+
+def test_stream_on_a_model_whose_context_is_the_window_says_it_is_all(models, tmp_path):
+    """A GPT-2 (absolute positions) whose context is the window: `stream` cannot carry a cache
+    past the window, so its plan is `all`'s, and the run says so and how to change it."""
+    out = tmp_path / "out"
+    code, stdout, stderr = lamina(
+        ["run", "--model", models["tiny2"], "--text", _text(tmp_path), "--windows", "stream",
+         "--layer", "1", *ANALYSIS, "--out", out]
+    )  # fmt: skip
+    assert code == 0, stderr
+    note = (
+        "--windows stream: this model's context (128 positions) holds no 64-token chunk after "
+        "a 128-token window, so every segment is one fresh window and each token is fed as "
+        "often as with --windows all; a --window of at most 85 (with its default stride) lets "
+        "a segment carry its cache"
+    )
+    assert f"        note: {note}." in stdout.splitlines()
+    results = json.loads((out / "results.json").read_text())
+    assert results["part1"]["windows"]["notes"] == [note]

@@ -170,3 +170,25 @@ def test_batching_and_max_tokens_do_not_change_values():
         else:
             np.testing.assert_array_equal(batched[name], one[name])
             np.testing.assert_array_equal(capped[name], one[name][:37])
+
+
+def test_stream_where_the_context_is_the_window_is_all_and_says_so():
+    from lamina.capture.windows import plan_windows, stream_note
+
+    # GPT-2: 1,024 positions, a 1,024-token window: no segment holds a chunk after its window
+    stream = plan_windows(5000, "stream", 1024, None, context_length=1024)
+    every = plan_windows(5000, "all", 1024, None)
+    assert not any(w.cached for w in stream)
+    assert [(w.start, w.stop, w.score_from) for w in stream] == [
+        (w.start, w.stop, w.score_from) for w in every
+    ]
+    assert stream_note(1024, None, 1024) == (
+        "--windows stream: this model's context (1,024 positions) holds no 512-token chunk "
+        "after a 1,024-token window, so every segment is one fresh window and each token is "
+        "fed as often as with --windows all; a --window of at most 682 (with its default "
+        "stride) lets a segment carry its cache"
+    )
+    # the window it suggests does carry the cache
+    assert any(w.cached for w in plan_windows(5000, "stream", 682, None, context_length=1024))
+    assert stream_note(682, None, 1024) is None and stream_note(1024, 512, None) is None
+    assert stream_note(1024, 512, 8192) is None  # SmolLM2's context

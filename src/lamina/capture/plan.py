@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lamina.capture.windows import Window, middle_note, plan_windows
+from lamina.capture.windows import Window, middle_note, plan_windows, stream_note
 from lamina.errors import InputError, LaminaError
 from lamina.table import FORMAT_VERSION
 
@@ -197,6 +197,9 @@ class Planner:
         if plan.mode == "middle":
             note = middle_note(doc.stream_length, plan.window, doc.name)
             plan.notes += [note] if note else []
+        elif plan.mode == "stream" and len(windows) > 1:
+            note = stream_note(plan.window, plan.stride, self.context_length, plan.bos)
+            plan.notes += [note] if note and note not in plan.notes else []
         windows = [dataclasses.replace(w, index=self._n_windows + k) for k, w in enumerate(windows)]
         self._n_windows += len(windows)
         if self.left is not None:

@@ -230,6 +230,27 @@ def middle_note(n_tokens: int, window: int, name: str = "the text") -> str | Non
     return None
 
 
+def stream_note(
+    window: int, stride: int | None, context_length: int | None, bos: bool = False
+) -> str | None:
+    """A sentence when ``stream`` cannot carry a cache past its first window: a segment is
+    bounded by the model's context (positions count from the segment's start, and absolute
+    position embeddings end there), so where a window and one chunk do not fit in it every
+    segment is one fresh window, and ``stream`` feeds each token as often as ``all``."""
+    if not context_length:
+        return None
+    stride = stride or max(window // 2, 1)
+    limit = context_length - (1 if bos else 0)
+    if window + stride <= limit:
+        return None
+    return (
+        f"--windows stream: this model's context ({context_length:,} positions) holds no "
+        f"{stride:,}-token chunk after a {window:,}-token window, so every segment is one "
+        "fresh window and each token is fed as often as with --windows all; a --window of at "
+        f"most {(2 * limit) // 3:,} (with its default stride) lets a segment carry its cache"
+    )
+
+
 def _stream_windows(
     last: int, window: int, stride: int, context_length: int | None, bos: bool
 ) -> list[Window]:
