@@ -63,3 +63,27 @@ def significance_handles() -> list:
             label="open: not significant",
         ),
     ]
+
+
+def row_values(rows: list[Mapping[str, Any]], key: str) -> np.ndarray:
+    """``key`` of every row as float64, a null as NaN."""
+    return np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)
+
+
+def interval_points(ax, x, y, low, high, filled, colour, marker, label=None) -> None:
+    """Points with interval bars: filled where ``filled`` (significant), open elsewhere;
+    ``label`` adds one filled legend entry for the series."""
+    ax.vlines(x, low, high, color=colour, linewidth=1.0, alpha=0.8)
+    ax.plot(x[filled], y[filled], linestyle="none", marker=marker, color=colour, ms=5.5)
+    ax.plot(
+        x[~filled],
+        y[~filled],
+        linestyle="none",
+        marker=marker,
+        markersize=5.5,
+        markerfacecolor="white",
+        markeredgecolor=colour,
+        markeredgewidth=1.1,
+    )
+    if label is not None:
+        ax.plot([], [], linestyle="none", marker=marker, color=colour, ms=5.5, label=label)

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.report._style import OKABE_ITO, SITE_SERIES
-from lamina.report.figures._common import display, new_figure, significance_handles
+from lamina.report.figures._common import display, new_figure, row_values, significance_handles
 from lamina.stats.catalog import axis_label, label, short
 
 if TYPE_CHECKING:
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
 def series_style(k: int) -> tuple[str, str]:
     """(colour, matplotlib marker) of the ``k``-th series."""
     return SITE_SERIES[k % len(SITE_SERIES)]
-
-
-def _values(points: list[Mapping[str, Any]], key: str) -> np.ndarray:
-    return np.array([np.nan if p[key] is None else p[key] for p in points], dtype=np.float64)
 
 
 def _excess_label(statistic: str) -> str:
@@ -54,14 +50,16 @@ def figure_compare(comparison: Mapping[str, Any]) -> Figure:
     for k, series in enumerate(comparison["series"]):
         colour, marker = series_style(k)
         points = series["points"]
-        x = _values(points, "x")
-        g = _values(points, "hedges_g")
-        excess = display(_values(points, "statistic") - _values(points, "null_mean"), statistic)
+        x = row_values(points, "x")
+        g = row_values(points, "hedges_g")
+        excess = display(
+            row_values(points, "statistic") - row_values(points, "null_mean"), statistic
+        )
         sig = np.array([p["significant"] for p in points], dtype=bool)
         ax_g.vlines(
             x,
-            _values(points, "hedges_g_ci_low"),
-            _values(points, "hedges_g_ci_high"),
+            row_values(points, "hedges_g_ci_low"),
+            row_values(points, "hedges_g_ci_high"),
             color=colour,
             linewidth=0.7,
             alpha=0.5,
@@ -114,19 +112,19 @@ def _panel_probes(ax, comparison: Mapping[str, Any]) -> None:
         if not points:
             continue
         colour, marker = series_style(k)
-        x = _values(points, "x")
-        auc = _values(points, "probe_auroc")
+        x = row_values(points, "x")
+        auc = row_values(points, "probe_auroc")
         sig = np.array([bool(p["probe_significant"]) for p in points], dtype=bool)
         ax.vlines(
             x,
-            _values(points, "probe_auroc_ci_low"),
-            _values(points, "probe_auroc_ci_high"),
+            row_values(points, "probe_auroc_ci_low"),
+            row_values(points, "probe_auroc_ci_high"),
             color=colour,
             linewidth=0.7,
             alpha=0.5,
         )
         ax.plot(x, auc, color=colour, linewidth=1.0, alpha=0.75)
-        ax.plot(x, _values(points, "norm_auroc"), color=colour, linewidth=0.8, linestyle=":")
+        ax.plot(x, row_values(points, "norm_auroc"), color=colour, linewidth=0.8, linestyle=":")
         ax.plot(x[sig], auc[sig], linestyle="none", marker=marker, markersize=5, color=colour)
         ax.plot(
             x[~sig],

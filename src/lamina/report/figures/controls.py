@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.report._style import NULL_COLOR, OKABE_ITO
-from lamina.report.figures._common import new_figure, significance_handles, suptitle
+from lamina.report.figures._common import (
+    interval_points,
+    new_figure,
+    row_values,
+    significance_handles,
+    suptitle,
+)
 from lamina.stats.catalog import CORRECTION_LABELS
 
 if TYPE_CHECKING:
@@ -53,51 +59,29 @@ def figure_part7(results: Mapping[str, Any]) -> Figure:
     return fig
 
 
-def _values(rows, key: str) -> np.ndarray:
-    return np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)
-
-
-def _points(ax, x, y, low, high, significant, colour, marker, label=None) -> None:
-    """Points with interval bars: filled where significant, open elsewhere."""
-    ax.vlines(x, low, high, color=colour, linewidth=1.0, alpha=0.8)
-    ax.plot(x[significant], y[significant], linestyle="none", marker=marker, color=colour, ms=5.5)
-    ax.plot(
-        x[~significant],
-        y[~significant],
-        linestyle="none",
-        marker=marker,
-        markersize=5.5,
-        markerfacecolor="white",
-        markeredgecolor=colour,
-        markeredgewidth=1.1,
-    )
-    if label is not None:  # one legend entry per series, filled
-        ax.plot([], [], linestyle="none", marker=marker, color=colour, ms=5.5, label=label)
-
-
 def _panel_effects(ax, p7, rows, layers, sig) -> None:
     """A: Hedges' g before (grey) and after the controls (purple), with the negligible band."""
     band = p7["min_effect"]
     ax.axhspan(-band, band, color="0.92", zorder=0, label=f"|g| < {band:g} (negligible)")
     ax.axhline(0.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
     raw_sig = np.array([r["significant_raw"] for r in rows], dtype=bool)
-    _points(
+    interval_points(
         ax,
         layers - 0.15,
-        _values(rows, "hedges_g_raw"),
-        _values(rows, "hedges_g_raw_ci_low"),
-        _values(rows, "hedges_g_raw_ci_high"),
+        row_values(rows, "hedges_g_raw"),
+        row_values(rows, "hedges_g_raw_ci_low"),
+        row_values(rows, "hedges_g_raw_ci_high"),
         raw_sig,
         RAW_COLOR,
         "o",
         "before the controls",
     )
-    _points(
+    interval_points(
         ax,
         layers + 0.15,
-        _values(rows, "hedges_g"),
-        _values(rows, "hedges_g_ci_low"),
-        _values(rows, "hedges_g_ci_high"),
+        row_values(rows, "hedges_g"),
+        row_values(rows, "hedges_g_ci_low"),
+        row_values(rows, "hedges_g_ci_high"),
         sig,
         CONTROLLED_COLOR,
         "D",
@@ -113,10 +97,10 @@ def _panel_effects(ax, p7, rows, layers, sig) -> None:
 def _panel_odds(ax, rows, layers, sig) -> None:
     """B: the log-norm's odds ratio of a correct prediction per SD, given the controls (log
     scale, ticks over the whole range of the points and intervals, on both sides of 1)."""
-    odds = _values(rows, "odds_ratio")
-    low, high = _values(rows, "odds_ratio_ci_low"), _values(rows, "odds_ratio_ci_high")
+    odds = row_values(rows, "odds_ratio")
+    low, high = row_values(rows, "odds_ratio_ci_low"), row_values(rows, "odds_ratio_ci_high")
     ax.axhline(1.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
-    _points(ax, layers, odds, low, high, sig, ODDS_COLOR, "o")
+    interval_points(ax, layers, odds, low, high, sig, ODDS_COLOR, "o")
     shown = np.concatenate([odds, low, high])
     shown = shown[np.isfinite(shown) & (shown > 0)]
     if shown.size:
@@ -148,11 +132,11 @@ def _log_ticks(ax, low: float, high: float) -> None:
 def _panel_gain(ax, p7, rows, layers, sig) -> None:
     """C: the out-of-fold log-loss gain of adding the layer's log-norm to the controls."""
     milli = 1000.0
-    gain = _values(rows, "logloss_gain") * milli
-    low = _values(rows, "logloss_gain_ci_low") * milli
-    high = _values(rows, "logloss_gain_ci_high") * milli
+    gain = row_values(rows, "logloss_gain") * milli
+    low = row_values(rows, "logloss_gain_ci_low") * milli
+    high = row_values(rows, "logloss_gain_ci_high") * milli
     ax.axhline(0.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
-    _points(ax, layers, gain, low, high, sig, GAIN_COLOR, "s")
+    interval_points(ax, layers, gain, low, high, sig, GAIN_COLOR, "s")
     reg = p7["regression"]
     ax.set(
         ylabel="Held-out log-loss gain (millinats / token)",

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.report._style import NULL_COLOR, OKABE_ITO
-from lamina.report.figures._common import new_figure, significance_handles, suptitle
+from lamina.report.figures._common import (
+    interval_points,
+    new_figure,
+    row_values,
+    significance_handles,
+    suptitle,
+)
 from lamina.stats.catalog import CORRECTION_LABELS
 
 if TYPE_CHECKING:
@@ -21,27 +27,6 @@ CONFIDENCE_COLOR = OKABE_ITO["orange"]
 CONTROLS_COLOR = OKABE_ITO["reddish_purple"]
 BASELINE_COLOR = OKABE_ITO["bluish_green"]
 DIRECTION_ONLY_SHADE = "#e6f0f8"
-
-
-def _values(rows, key: str) -> np.ndarray:
-    return np.array([np.nan if r.get(key) is None else r[key] for r in rows], dtype=np.float64)
-
-
-def _points(ax, x, y, low, high, filled, colour, marker, label) -> None:
-    """Points with interval bars: filled where ``filled``, open elsewhere."""
-    ax.vlines(x, low, high, color=colour, linewidth=1.0, alpha=0.8)
-    ax.plot(x[filled], y[filled], linestyle="none", marker=marker, color=colour, ms=5.5)
-    ax.plot(
-        x[~filled],
-        y[~filled],
-        linestyle="none",
-        marker=marker,
-        markersize=5.5,
-        markerfacecolor="white",
-        markeredgecolor=colour,
-        markeredgewidth=1.1,
-    )
-    ax.plot([], [], linestyle="none", marker=marker, color=colour, ms=5.5, label=label)
 
 
 def figure_part8(results: Mapping[str, Any]) -> Figure:
@@ -120,24 +105,24 @@ def _panel_auroc(ax, p8, rows, layers) -> None:
             "controls + confidence",
         )
     norm_sig = np.array([r["norm_significant"] for r in rows], dtype=bool)
-    _points(
+    interval_points(
         ax,
         layers - 0.12,
-        _values(rows, "norm_auroc"),
-        _values(rows, "norm_auroc_ci_low"),
-        _values(rows, "norm_auroc_ci_high"),
+        row_values(rows, "norm_auroc"),
+        row_values(rows, "norm_auroc_ci_low"),
+        row_values(rows, "norm_auroc_ci_high"),
         norm_sig,
         NORM_COLOR,
         "s",
         "log-norm (norm)",
     )
     sig = np.array([r["significant"] for r in rows], dtype=bool)
-    _points(
+    interval_points(
         ax,
         layers + 0.12,
-        _values(rows, "auroc"),
-        _values(rows, "auroc_ci_low"),
-        _values(rows, "auroc_ci_high"),
+        row_values(rows, "auroc"),
+        row_values(rows, "auroc_ci_low"),
+        row_values(rows, "auroc_ci_high"),
         sig,
         PROBE_COLOR,
         "o",
@@ -161,11 +146,11 @@ def _panel_auroc(ax, p8, rows, layers) -> None:
 
 def _panel_gain(ax, rows, layers) -> None:
     milli = 1000.0
-    gain = _values(rows, "logloss_gain") * milli
-    low = _values(rows, "logloss_gain_ci_low") * milli
-    high = _values(rows, "logloss_gain_ci_high") * milli
+    gain = row_values(rows, "logloss_gain") * milli
+    low = row_values(rows, "logloss_gain_ci_low") * milli
+    high = row_values(rows, "logloss_gain_ci_high") * milli
     ax.axhline(0.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
-    _points(ax, layers, gain, low, high, low > 0, PROBE_COLOR, "o", None)
+    interval_points(ax, layers, gain, low, high, low > 0, PROBE_COLOR, "o", None)
     ax.set(
         ylabel="Log-loss gain\n(millinats / token)",
         title="B  The probe's gain over the controls and the confidence, out of fold (95% CI)",
