@@ -40,7 +40,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from lamina.stats.calibration import run_cell, run_probe_cell  # noqa: E402
+from lamina.stats.calibration import PROBE_RATES, run_cell, run_probe_cell  # noqa: E402
 from machine import machine_info  # noqa: E402
 
 CONFOUNDS = ("none", "linear", "early", "step", "first", "ushape")
@@ -116,18 +116,24 @@ def _probe_line(result: dict) -> str:
     def show(key: str) -> str:
         return f"{r[key]['rate']:.3f} ± {r[key]['se']:.3f}" if key in r else ""
 
-    keys = (
-        "probe_fwer",
-        "probe_layer_rejection",
-        "probe_auroc_coverage",
-        "norm_auroc_coverage",
-        "probe_fwer_fixed",
-        "probe_layer_rejection_fixed",
-        "probe_auroc_coverage_fixed",
-        "probe_gain_above_zero",
-    )
-    cells = " | ".join(show(k) for k in keys)
+    cells = " | ".join(show(k) for k in PROBE_RATES)
     return f"| {result['method']} | {result['rho']} | {result['n_tables']} | {cells} |"
+
+
+def _save(out: Path, results: list, started: float) -> None:
+    """Every cell so far, with the machine and the command (rewritten after each cell)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "machine": machine_info(),
+                "command": " ".join(sys.argv),
+                "seconds": round(time.perf_counter() - started, 1),
+                "cells": results,
+            },
+            indent=1,
+        )
+    )
 
 
 def probes_main(args) -> None:
@@ -144,18 +150,7 @@ def probes_main(args) -> None:
         result["seconds"] = round(time.perf_counter() - t0, 1)
         results.append(result)
         print(_probe_line(result), flush=True)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(
-            json.dumps(
-                {
-                    "machine": machine_info(),
-                    "command": " ".join(sys.argv),
-                    "seconds": round(time.perf_counter() - started, 1),
-                    "cells": results,
-                },
-                indent=1,
-            )
-        )
+        _save(out, results, started)
     print()
     print(PROBE_HEADER)
     for result in results:
@@ -196,18 +191,7 @@ def main() -> None:
             result["seconds"] = round(time.perf_counter() - t0, 1)
             results.append(result)
             print(_cell_line(result), flush=True)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(
-                json.dumps(
-                    {
-                        "machine": machine_info(),
-                        "command": " ".join(sys.argv),
-                        "seconds": round(time.perf_counter() - started, 1),
-                        "cells": results,
-                    },
-                    indent=1,
-                )
-            )
+            _save(args.out, results, started)
     print()
     print(HEADER)
     for result in results:
