@@ -136,7 +136,7 @@ def load_model(
         )
         reason = None
         if dtype == "auto" and torch_device.type == "cpu":
-            torch_dtype, reason = _auto_cpu_dtype(resolved)
+            resolved, torch_dtype, reason = _auto_cpu_dtype(resolved)
         loaded = _load_folder(
             resolved.folder,
             spec=spec,
@@ -154,16 +154,21 @@ def load_model(
     return loaded
 
 
-def _auto_cpu_dtype(resolved: ResolvedModel) -> tuple[torch.dtype, str]:
+def _auto_cpu_dtype(resolved: ResolvedModel) -> tuple[ResolvedModel, torch.dtype, str]:
     """``--dtype auto`` on a CPU: bfloat16 only where :mod:`~lamina.sources.cpu_precision`
-    says so (native instructions, measured faster, the study checked for these weights)."""
+    says so (native instructions, measured faster, the study checked for these weights).
+    Where the weights had to be hashed for that, ``resolved`` comes back with the
+    fingerprint, so that loading does not hash them again."""
     import torch
 
     from lamina.sources.cpu_precision import auto_cpu_dtype, native_flags
 
-    fingerprint = model_fingerprint(resolved) if native_flags() else None
+    fingerprint = None
+    if native_flags():  # without them the answer is float32: no weights to hash
+        fingerprint = model_fingerprint(resolved)
+        resolved = dataclasses.replace(resolved, fingerprint=fingerprint)
     name, reason = auto_cpu_dtype(fingerprint)
-    return getattr(torch, name), reason
+    return resolved, getattr(torch, name), reason
 
 
 def _passed_in(

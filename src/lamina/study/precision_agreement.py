@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.errors import InputError
-from lamina.table import layer_matrix, table_metadata, table_sites
+from lamina.table import layer_matrix, site_layers, table_metadata, table_sites
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -116,11 +116,7 @@ def _site_rows(ref: pa.Table, other: pa.Table, site: str, correct: np.ndarray) -
         a = np.log(layer_matrix(ref, site).astype(np.float64))
         b = np.log(layer_matrix(other, site).astype(np.float64))
     other_correct = other.column("correct").to_numpy(zero_copy_only=False)
-    layers = sorted(
-        int(name.rsplit(".", 1)[1])
-        for name in ref.column_names
-        if name.startswith(f"{site}.") and name.count(".") == 1
-    )
+    layers = site_layers(ref, site)  # layer_matrix's columns, in its order
     rows = []
     for j, layer in enumerate(layers):
         finite = np.isfinite(a[:, j]) & np.isfinite(b[:, j])
