@@ -64,11 +64,12 @@ def test_score_next_tokens_matches_definition(chunk_elements):
     _assert_scores({k: v.numpy() for k, v in scores.items()}, expected)
 
 
-def test_score_next_tokens_half_precision_logits():
+@pytest.mark.parametrize("chunk_elements", [200, None])  # 3 rows a chunk (a short last one), or 1
+def test_score_next_tokens_half_precision_logits(chunk_elements):
     rng = np.random.default_rng(1)
     logits = torch.from_numpy(rng.normal(0, 2, size=(16, 64)).astype(np.float32)).bfloat16()
     targets = torch.from_numpy(rng.integers(0, 64, size=16))
-    scores = score_next_tokens(logits, targets)
+    scores = score_next_tokens(logits, targets, chunk_elements=chunk_elements)
     _assert_scores(
         {k: v.numpy() for k, v in scores.items()},
         _expected(logits.float().numpy(), targets.numpy()),
