@@ -58,6 +58,9 @@ def test_both_runs_and_their_agreement(checked, capsys):
         assert agreement[key] == again[key], key
     assert agreement["model"]["fingerprint"].startswith("sha256")
     assert set(agreement["extraction_seconds"]) == {"float32", "bfloat16"}
+    checked_on = agreement["checked_on"]
+    assert checked_on["n_scored"] == tables["bfloat16"].num_rows
+    assert checked_on["windows"] == "all" and checked_on["text"] == meta["text"]["spec"]
 
 
 def test_auto_on_a_cpu_follows_the_recorded_agreement(checked, monkeypatch):

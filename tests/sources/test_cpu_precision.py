@@ -46,6 +46,14 @@ def test_auto_needs_an_agreement_that_held_and_a_speed_up(cache, monkeypatch):
     cp.record_agreement("sha256:abc", "bfloat16", {"holds": True, "label_agreement": 0.992})
     assert cp.auto_cpu_dtype("sha256:abc")[0] == "bfloat16"
     assert "99.20% of the labels agree" in cp.auto_cpu_dtype("sha256:abc")[1]
+    checked = {"text": "gutenberg:11", "n_scored": 39060, "windows": "stream"}
+    cp.record_agreement(
+        "sha256:abc", "bfloat16", {"holds": True, "label_agreement": 0.99, "checked_on": checked}
+    )
+    assert (
+        "for these weights on gutenberg:11 (39,060 tokens, --windows stream): 99.00% of the"
+        in cp.auto_cpu_dtype("sha256:abc")[1]
+    )
     assert cp.auto_cpu_dtype("sha256:other")[0] == "float32"  # other weights: not checked
     _native(monkeypatch, speedup=1.2)
     dtype, reason = cp.auto_cpu_dtype("sha256:abc")

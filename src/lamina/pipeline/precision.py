@@ -69,6 +69,13 @@ def check_precision(
     agreement["model"] = {
         k: (meta.get("model") or {}).get(k) for k in ("spec", "name", "fingerprint", "device")
     }
+    # what the check ran on, named again by `--dtype auto`: it vouches for text like this
+    windows = meta.get("windows") or {}
+    agreement["checked_on"] = {
+        "text": (meta.get("text") or {}).get("spec"),
+        "n_scored": tables[dtype].num_rows,
+        "windows": windows.get("mode"),
+    }
     agreement["extraction_seconds"] = {
         name: table_metadata(table).get("seconds") for name, table in tables.items()
     }

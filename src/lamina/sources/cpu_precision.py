@@ -179,5 +179,19 @@ def auto_cpu_dtype(fingerprint: str | None) -> tuple[str, str]:
     return "bfloat16", (
         f"auto: bfloat16 (the CPU has {', '.join(flags)}; a measured product is "
         f"{speed['speedup']:.1f}x faster; `lamina precision` found the same study for these "
-        f"weights: {agreement.get('label_agreement', 0):.2%} of the labels agree)"
+        f"weights{_checked_on(agreement)}: {agreement.get('label_agreement', 0):.2%} of the "
+        "labels agree)"
     )
+
+
+def _checked_on(agreement: dict[str, Any]) -> str:
+    """`` on TEXT (N tokens, --windows MODE)``: what the recorded check ran on, if known."""
+    checked = agreement.get("checked_on")
+    if not isinstance(checked, dict) or not checked.get("text"):
+        return ""
+    details = []
+    if isinstance(checked.get("n_scored"), int):
+        details.append(f"{checked['n_scored']:,} tokens")
+    if checked.get("windows"):
+        details.append(f"--windows {checked['windows']}")
+    return f" on {checked['text']}" + (f" ({', '.join(details)})" if details else "")
