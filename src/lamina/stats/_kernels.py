@@ -274,7 +274,7 @@ class KnnKernel(Kernel):
                 first, second = self.values[row, j], self.values[~row, j]
                 if self.reverse:
                     first, second = second, first
-                out[r, j] = knn_kl_sorted(first, np.sort(first), np.sort(second), self.k)
+                out[r, j] = knn_kl_sorted(np.sort(first), np.sort(second), self.k)
         return out / self.base_divisor
 
 

@@ -120,7 +120,7 @@ def knn_kl_divergence(x, y, *, k: int = 1, base=None) -> float:
     k = check_positive_int(k, "k")
     x = check_group(x, "x", min_size=k + 1)
     y = check_group(y, "y", min_size=k)
-    return knn_kl_sorted(x, np.sort(x), np.sort(y), k) / log_base_divisor(base)
+    return knn_kl_sorted(np.sort(x), np.sort(y), k) / log_base_divisor(base)
 
 
 # ----------------------------------------------------------------------------- binless
