@@ -183,8 +183,14 @@ def test_ctrl_c_in_the_second_pass_stops_after_a_batch_and_resumes(
         return project(self, *args)
 
     monkeypatch.setattr(ShardComputer, "project", interrupted_in_the_second_shard)
-    with pytest.raises(ExtractionInterrupted) as stopped:
-        _probe_extract(loaded, tmp_path / "stopped")
+    # as under a terminal: a suite started in the background (`nohup`) inherits an ignored
+    # SIGINT, which lamina leaves ignored
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(ExtractionInterrupted) as stopped:
+            _probe_extract(loaded, tmp_path / "stopped")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert str(stopped.value) == (
         f"interrupted in the probe's second pass, after 1 of {n_shards} shards; those are saved in "
         f"{tmp_path / 'stopped'}; run the same command again to resume."
