@@ -18,7 +18,7 @@ from scipy.special import rel_entr
 from lamina.backends import OneHotCounts, choose_backend
 from lamina.backends.counts import TILE_TOKENS
 from lamina.errors import InputError
-from lamina.stats._knn import knn_kl_sorted
+from lamina.stats._knn import knn_kl_estimate
 from lamina.stats._labellings import labelling_rows
 from lamina.stats.effects import hedges_correction
 from lamina.stats.histograms import bin_indices, edges_of
@@ -274,7 +274,7 @@ class KnnKernel(Kernel):
                 first, second = self.values[row, j], self.values[~row, j]
                 if self.reverse:
                     first, second = second, first
-                out[r, j] = knn_kl_sorted(np.sort(first), np.sort(second), self.k)
+                out[r, j] = knn_kl_estimate(first, second, self.k)
         return out / self.base_divisor
 
 

@@ -17,7 +17,7 @@ import scipy.stats
 from scipy.special import rel_entr
 
 from lamina.errors import InputError
-from lamina.stats._knn import knn_kl_sorted
+from lamina.stats._knn import knn_kl_estimate
 from lamina.stats._validation import (
     check_group,
     check_positive_int,
@@ -120,7 +120,7 @@ def knn_kl_divergence(x, y, *, k: int = 1, base=None) -> float:
     k = check_positive_int(k, "k")
     x = check_group(x, "x", min_size=k + 1)
     y = check_group(y, "y", min_size=k)
-    return knn_kl_sorted(np.sort(x), np.sort(y), k) / log_base_divisor(base)
+    return knn_kl_estimate(x, y, k) / log_base_divisor(base)
 
 
 # ----------------------------------------------------------------------------- binless
