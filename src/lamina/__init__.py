@@ -44,6 +44,7 @@ _EXPORTS = {
     "run_study": "lamina.pipeline",
     "analyze_path": "lamina.pipeline",
     "StudyRun": "lamina.pipeline",
+    "check_precision": "lamina.pipeline",
 }
 
 __all__ = ["LaminaError", "__version__", *_EXPORTS]

@@ -88,6 +88,34 @@ def test_auto_on_a_cpu_follows_the_recorded_agreement(checked, monkeypatch):
     assert plain.report.dtype == "float32" and "dtype_reason" not in plain.report.to_dict()
 
 
+def test_the_python_api_gives_the_same_agreement(checked, tmp_path, monkeypatch):
+    import shutil
+
+    import lamina
+    from lamina.errors import InputError
+    from lamina.study import WindowOptions
+
+    monkeypatch.setenv("LAMINA_CACHE", str(checked / "cache"))
+    shutil.copytree(checked / "out", tmp_path / "out")  # the tables are re-used
+    check = lamina.check_precision(
+        str(checked / "model"),
+        str(checked / "text.txt"),
+        tmp_path / "out",
+        options=StudyOptions(layer=1, permutations=99, diagnostic_permutations=19),
+        windows=WindowOptions(mode="all", window=64),
+        progress=False,
+    )
+    assert all(run.reused_table for run in check.runs.values())
+    cli = json.loads((checked / "out" / "precision.json").read_text())
+    for key in ("label_agreement", "prediction_agreement", "sites", "verdicts", "holds"):
+        assert check.agreement[key] == cli[key], key
+    assert json.loads(check.path.read_text())["holds"] == cli["holds"]
+    assert "labels agree" in repr(check) and str(check.path) in repr(check)
+    with pytest.raises(InputError, match="give its spec"):
+        lamina.check_precision(object(), out=tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
 def test_float32_is_not_a_half_precision(tmp_path, capsys):
     code = main(["precision", "--dtype", "float32", "--out", str(tmp_path / "o")])
     assert code == 2

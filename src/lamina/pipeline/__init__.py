@@ -15,6 +15,8 @@ _EXPORTS = {
     "StudyOutputs": ".outputs",
     "rebuild_report": ".outputs",
     "write_outputs": ".outputs",
+    "PrecisionCheck": ".precision",
+    "check_precision": ".precision",
     "table_matches": ".reuse",
     "StudyRun": ".run",
     "analyze_path": ".run",

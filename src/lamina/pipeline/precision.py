@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lamina._io import atomic_open
 from lamina.errors import InputError
 from lamina.pipeline.run import run_study
 from lamina.study.precision_agreement import precision_agreement
 from lamina.table import read_table, table_metadata
+
+if TYPE_CHECKING:
+    from lamina.pipeline.run_extraction import ExtractionOptions
+    from lamina.study import StudyOptions, WindowOptions
 
 REFERENCE = "float32"
 HALF = ("bfloat16", "float16")
@@ -34,23 +38,54 @@ class PrecisionCheck:
     path: Path
     runs: dict[str, Any]
 
+    def __repr__(self) -> str:
+        return f"{format_agreement(self.agreement)}\nwritten to {self.path}"
+
 
 def check_precision(
-    model: str | None,
-    text: str | None,
-    out: str | Path,
+    model: str | None = None,
+    text: str | Sequence[str] | None = None,
+    out: str | Path = "lamina-precision",
     *,
     dtype: str = "bfloat16",
+    options: StudyOptions | None = None,
+    windows: WindowOptions | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
+    extraction: ExtractionOptions | None = None,
+    keep_boilerplate: bool = False,
+    text_field: str = "text",
+    skip_bad_docs: bool = False,
+    max_text_bytes: int | None = None,
+    progress: bool | None = True,
+    command_line: str | None = None,
     log: Callable[[str], None] | None = None,
-    **study: Any,
 ) -> PrecisionCheck:
-    """Both runs, their agreement in ``out/precision.json`` and in the cache."""
+    """Both runs, their agreement in ``out/precision.json`` and in the cache.
+
+    ``model`` is a spec (the model is loaded twice, in float32 and in ``dtype``); the other
+    options are :func:`lamina.pipeline.run.run_study`'s, given to both runs.
+    """
     if dtype not in HALF:
         raise InputError(f"--dtype {dtype!r} is not a half precision: use one of {HALF}.")
+    if model is not None and not isinstance(model, str):
+        raise InputError(
+            "the precision check loads the model itself, once in float32 and once in "
+            f"{dtype}: give its spec (a hub id, a directory or a .gguf file), not a loaded model."
+        )
     kwargs = dict(model_kwargs or {})
     if kwargs.get("dtype") not in (None, "auto"):
         raise InputError("lamina precision chooses the dtypes itself (float32 and --dtype).")
+    study = {
+        "options": options,
+        "windows": windows,
+        "extraction": extraction,
+        "keep_boilerplate": keep_boilerplate,
+        "text_field": text_field,
+        "skip_bad_docs": skip_bad_docs,
+        "max_text_bytes": max_text_bytes,
+        "progress": progress,
+        "command_line": command_line,
+    }
     out = Path(out)
     runs, seconds = {}, {}
     for name in (REFERENCE, dtype):
@@ -61,6 +96,17 @@ def check_precision(
             model, text, out / name, model_kwargs={**kwargs, "dtype": name}, log=log, **study
         )
         seconds[name] = round(time.perf_counter() - started, 3)
+    agreement = _agreement(runs, dtype)
+    agreement["study_seconds"] = seconds
+    path = out / "precision.json"
+    with atomic_open(path, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(agreement, indent=1) + "\n")
+    remember_agreement(agreement)
+    return PrecisionCheck(agreement=agreement, path=path, runs=runs)
+
+
+def _agreement(runs: Mapping[str, Any], dtype: str) -> dict[str, Any]:
+    """The two runs' agreement, with the model and the text it was measured on."""
     tables = {name: read_table(run.outputs.table) for name, run in runs.items()}
     agreement = precision_agreement(
         tables[REFERENCE], tables[dtype], runs[REFERENCE].result, runs[dtype].result
@@ -70,21 +116,15 @@ def check_precision(
         k: (meta.get("model") or {}).get(k) for k in ("spec", "name", "fingerprint", "device")
     }
     # what the check ran on, named again by `--dtype auto`: it vouches for text like this
-    windows = meta.get("windows") or {}
     agreement["checked_on"] = {
         "text": (meta.get("text") or {}).get("spec"),
         "n_scored": tables[dtype].num_rows,
-        "windows": windows.get("mode"),
+        "windows": (meta.get("windows") or {}).get("mode"),
     }
     agreement["extraction_seconds"] = {
         name: table_metadata(table).get("seconds") for name, table in tables.items()
     }
-    agreement["study_seconds"] = seconds
-    path = out / "precision.json"
-    with atomic_open(path, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(agreement, indent=1) + "\n")
-    remember_agreement(agreement)
-    return PrecisionCheck(agreement=agreement, path=path, runs=runs)
+    return agreement
 
 
 def remember_agreement(agreement: Mapping[str, Any]) -> None:
