@@ -70,20 +70,27 @@ def row_values(rows: list[Mapping[str, Any]], key: str) -> np.ndarray:
     return np.array([np.nan if r[key] is None else r[key] for r in rows], dtype=np.float64)
 
 
-def interval_points(ax, x, y, low, high, filled, colour, marker, label=None) -> None:
-    """Points with interval bars: filled where ``filled`` (significant), open elsewhere;
-    ``label`` adds one filled legend entry for the series."""
-    ax.vlines(x, low, high, color=colour, linewidth=1.0, alpha=0.8)
-    ax.plot(x[filled], y[filled], linestyle="none", marker=marker, color=colour, ms=5.5)
+def significance_points(ax, x, y, filled, colour, marker, size, edge_width=None) -> None:
+    """Markers filled where ``filled`` (significant), open (white face) elsewhere;
+    ``edge_width`` is the open markers' edge (None: matplotlib's)."""
+    ax.plot(x[filled], y[filled], linestyle="none", marker=marker, markersize=size, color=colour)
+    edge = {} if edge_width is None else {"markeredgewidth": edge_width}
     ax.plot(
         x[~filled],
         y[~filled],
         linestyle="none",
         marker=marker,
-        markersize=5.5,
+        markersize=size,
         markerfacecolor="white",
         markeredgecolor=colour,
-        markeredgewidth=1.1,
+        **edge,
     )
+
+
+def interval_points(ax, x, y, low, high, filled, colour, marker, label=None) -> None:
+    """Points with interval bars: filled where ``filled`` (significant), open elsewhere;
+    ``label`` adds one filled legend entry for the series."""
+    ax.vlines(x, low, high, color=colour, linewidth=1.0, alpha=0.8)
+    significance_points(ax, x, y, filled, colour, marker, size=5.5, edge_width=1.1)
     if label is not None:
         ax.plot([], [], linestyle="none", marker=marker, color=colour, ms=5.5, label=label)

@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lamina.report._style import OKABE_ITO, SITE_SERIES
-from lamina.report.figures._common import display, new_figure, row_values, significance_handles
+from lamina.report.figures._common import (
+    display,
+    new_figure,
+    row_values,
+    significance_handles,
+    significance_points,
+)
 from lamina.stats.catalog import axis_label, label, short
 
 if TYPE_CHECKING:
@@ -66,16 +72,7 @@ def figure_compare(comparison: Mapping[str, Any]) -> Figure:
         )
         for ax, y in ((ax_g, g), (ax_s, excess)):
             ax.plot(x, y, color=colour, linewidth=1.0, alpha=0.75)
-            ax.plot(x[sig], y[sig], linestyle="none", marker=marker, markersize=5, color=colour)
-            ax.plot(
-                x[~sig],
-                y[~sig],
-                linestyle="none",
-                marker=marker,
-                markersize=5,
-                markerfacecolor="white",
-                markeredgecolor=colour,
-            )
+            significance_points(ax, x, y, sig, colour, marker, size=5)
         if np.isfinite(g).any():
             j = int(np.nanargmax(np.abs(g)))
             ax_g.annotate(

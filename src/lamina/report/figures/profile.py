@@ -19,6 +19,7 @@ from lamina.report.figures._common import (
     new_figure,
     norm_label,
     significance_handles,
+    significance_points,
     statistic_axis_label,
     suptitle,
 )
@@ -152,23 +153,8 @@ def _panels_effects(ax_c, ax_d, rows: list, layers: np.ndarray, sig: np.ndarray)
         ax.axhline(0.0, color=OKABE_ITO["black"], linestyle="--", linewidth=0.6)
         higher = values > 0
         for mask, colour, marker in ((higher, CORRECT_COLOR, "o"), (~higher, INCORRECT_COLOR, "s")):
-            ax.plot(
-                layers[mask & sig],
-                values[mask & sig],
-                linestyle="none",
-                marker=marker,
-                markersize=6,
-                color=colour,
-            )
-            ax.plot(
-                layers[mask & ~sig],
-                values[mask & ~sig],
-                linestyle="none",
-                marker=marker,
-                markersize=6,
-                markerfacecolor="white",
-                markeredgecolor=colour,
-                markeredgewidth=1.1,
+            significance_points(
+                ax, layers[mask], values[mask], sig[mask], colour, marker, size=6, edge_width=1.1
             )
     ax_c.set(
         xlabel="Layer",
