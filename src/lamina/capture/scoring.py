@@ -50,8 +50,8 @@ def score_next_tokens(
     lowest = torch.finfo(torch.float32).min
     shifted_buffer = torch.empty((rows, vocab), dtype=torch.float32, device=device)
     scratch_buffer = torch.empty_like(shifted_buffer)
-    # half-precision logits are converted into a reused buffer (a fresh float32 copy per
-    # chunk cost a third of the scoring of a bfloat16 run on a CPU)
+    # half-precision logits are converted into a reused buffer, not a fresh float32 copy
+    # allocated per chunk
     upcast_buffer = None if logits.dtype == torch.float32 else torch.empty_like(shifted_buffer)
     # With s = x - max(x) <= 0 and Z = sum(exp(s)): log-softmax(x) = s - log Z and
     # entropy = log Z - sum(exp(s) * s) / Z; the shift keeps both well conditioned.
